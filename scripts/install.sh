@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one install step of vm-eval: system packages, the virtual environment, every Python dependency.
+# Every workaround for a third-party package lives here, with the reason beside it.
+#   usage: scripts/install.sh [VENV_DIR]      (default .venv; idempotent, the Makefile calls it through a stamp)
+set -euo pipefail
+
+VENV="${1:-.venv}"
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+log() { printf '\033[1;34m[install]\033[0m %s\n' "$*"; }
+
+# --- system packages (Debian) -------------------------------------------------------------------------
+# ffmpeg: torchcodec and torchaudio's I/O load its shared libraries; `ffprobe`/`ffmpeg` mux soundtracks.
+# Later issues add fluidsynth + a GM SoundFont (MIDI baselines) and chromium (browser tests) here.
+APT_PACKAGES=(ffmpeg)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  log "apt: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- virtual environment ------------------------------------------------------------------------------
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+"${PIP[@]}" --upgrade pip wheel
+
+# torch first, pinned. On this CPU machine pip's find-links holds a CPU wheel of 2.13.0; on a CUDA machine the
+# same command takes the registry's CUDA build. Every later install runs under the constraints file so that no
+# package can swap torch for another build (open_clip_torch unconstrained pulls a newer torch plus GBs of CUDA).
+"${PIP[@]}" "torch==2.13.0"
+CONSTRAINTS="$HERE/scripts/constraints.txt"
+PIPC=("${PIP[@]}" -c "$CONSTRAINTS")
+
+# Core and model-side packages that install cleanly.
+"${PIPC[@]}" -r "$HERE/scripts/requirements.txt"
+
+# torchaudio / torchcodec: 2.11.0 is the newest torchaudio on the registry; torchcodec 0.13.0 has a CPU build.
+"${PIPC[@]}" "torchaudio==2.11.0" "torchcodec==0.13.0"
+
+# audiocraft 1.3.0 pins torch 2.1.0 and an `av` version that does not build: install it without its declared
+# dependencies and add the modules it really imports (see scripts/requirements-audiocraft.txt).
+"${PIPC[@]}" --no-deps "audiocraft==1.3.0"
+"${PIPC[@]}" -r "$HERE/scripts/requirements-audiocraft.txt"
+
+# laion-clap and frechet-audio-distance pin numpy<2 but work with numpy 2: no declared deps, real ones added.
+"${PIPC[@]}" --no-deps "laion-clap==1.1.7" "frechet-audio-distance==0.3.4"
+"${PIPC[@]}" torchlibrosa braceexpand webdataset wget h5py progressbar resampy encodec
+
+# madmom 0.16.1 compiles Cython against numpy at build time and imports pkg_resources (gone in setuptools 81):
+# build it in this environment, not an isolated one.
+"${PIPC[@]}" cython "setuptools<81"
+"${PIPC[@]}" --no-build-isolation "madmom==0.16.1"
+
+# CPU-only torch: the registry's torchaudio is linked against CUDA, so its compiled library cannot load and
+# takes `import torchaudio` down. Without it torchaudio runs as pure Python (resample, MelSpectrogram; I/O
+# through torchcodec). torchvision's compiled ops are handled at import time by vm_eval/compat.py.
+if [ -z "$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda or "")')" ]; then
+  TA_DIR="$("$VENV/bin/python" -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torchaudio").origin))')"
+  find "$TA_DIR" -maxdepth 2 -name '*.so' \( -name 'libtorchaudio*' -o -name '_torchaudio*' \) -print -delete \
+    | sed 's/^/[install] CPU torch: removed CUDA-linked /'
+fi
+
+# The suite itself, editable, without re-resolving anything.
+"${PIP[@]}" --no-deps -e "$HERE"
+log "done: $("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)')"

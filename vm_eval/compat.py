@@ -1,0 +1,87 @@
+"""Import-time workarounds for third-party packages: the only place in the suite that patches a library.
+
+`install()` (run by ``import vm_eval``) adds an import hook; each shim runs just before its package is first
+imported, so a command that never touches the package pays nothing (``vm-eval --help`` stays instant).
+
+- torchvision: the registry's torchvision 0.28.0 is a CUDA build. On a CPU-only torch its compiled ops library
+  cannot load, and torchvision's own import then fails registering fake kernels for ``torchvision::nms``
+  ("operator torchvision::nms does not exist"), which takes down open_clip, laion_clap, frechet_audio_distance
+  and transformers' model classes. If the compiled library really cannot load, we declare the two op schemas
+  torchvision needs at import; its Python parts (transforms, models) then work, ``ops.nms`` stays unavailable.
+  With a matching CUDA torch the library loads and nothing is done.
+- madmom 0.16.1 uses ``collections.MutableSequence`` (moved to ``collections.abc`` in Python 3.10) and the
+  ``np.float`` / ``np.int`` aliases (removed in NumPy 1.24). We restore those names before madmom imports.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from pathlib import Path
+
+_APPLIED: set[str] = set()
+_torchvision_lib: object = None  # keeps the schema library alive for the life of the process
+
+
+def _torchvision_ops_loadable(spec) -> bool:
+    import torch
+
+    if not spec or not spec.submodule_search_locations:
+        return True
+    libs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_C*.so"))
+    if not libs:
+        return False
+    try:
+        torch.ops.load_library(str(libs[0]))
+        return True
+    except (OSError, RuntimeError):
+        return False
+
+
+def shim_torchvision() -> None:
+    global _torchvision_lib
+    spec = importlib.util.find_spec("torchvision")
+    if _torchvision_ops_loadable(spec):
+        return
+    import torch
+
+    _torchvision_lib = torch.library.Library("torchvision", "DEF")
+    _torchvision_lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _torchvision_lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+def shim_madmom() -> None:
+    import collections
+    import collections.abc
+
+    import numpy as np
+
+    for name in ("MutableSequence", "MutableMapping", "Sequence", "Mapping", "Iterable", "Callable"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+    for name, typ in (("float", float), ("int", int), ("bool", bool), ("complex", complex), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, typ)
+
+
+_SHIMS = {"torchvision": shim_torchvision, "madmom": shim_madmom}
+
+
+class _ShimFinder(importlib.abc.MetaPathFinder):
+    """Runs a package's shim the first time the package is looked up, then steps aside."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        shim = _SHIMS.get(fullname)
+        if shim is not None and fullname not in _APPLIED:
+            _APPLIED.add(fullname)
+            shim()
+        return None  # the normal finders do the actual import
+
+
+def install() -> None:
+    if not any(isinstance(f, _ShimFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ShimFinder())
+    for name, shim in _SHIMS.items():  # a package imported before us still gets its shim
+        if name in sys.modules and name not in _APPLIED:
+            _APPLIED.add(name)
+            shim()

@@ -1,0 +1,67 @@
+"""File-system helpers every module shares: atomic writes and content hashes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_HASH_MEMO: dict[tuple, str] = {}
+
+
+@contextmanager
+def atomic_target(path: str | Path) -> Iterator[str]:
+    """Yield a temporary path beside `path`; on success it is renamed over `path`, on error removed.
+
+    A reader therefore sees either the old file or the complete new one, never a half-written file, even if the
+    process is killed (rename is atomic within a file system).
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=p.suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_target(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, memoised per process by (path, size, mtime, inode) so re-hashing is free."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASH_MEMO:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASH_MEMO[key] = h.hexdigest()
+    return _HASH_MEMO[key]
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def json_sha256(obj) -> str:
+    """Hash of a JSON-serialisable object in canonical form (sorted keys, no whitespace)."""
+    return text_sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str))
