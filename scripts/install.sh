@@ -28,13 +28,25 @@ fi
 
 # --- virtual environment ------------------------------------------------------------------------------
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# pip's configuration here lists index folders that do not exist for every package; its "is ignored" warnings
+# say nothing about the install and would drown real messages.
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+PIP=(pip_install)
 "${PIP[@]}" --upgrade pip wheel
 
 # torch first, pinned. On this CPU machine pip's find-links holds a CPU wheel of 2.13.0; on a CUDA machine the
 # same command takes the registry's CUDA build. Every later install runs under the constraints file so that no
 # package can swap torch for another build (open_clip_torch unconstrained pulls a newer torch plus GBs of CUDA).
-"${PIP[@]}" "torch==2.13.0"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  # A GPU machine must get the registry's CUDA build even where pip's find-links also offer a CPU wheel.
+  PIP_FIND_LINKS="" "${PIP[@]}" "torch==2.13.0"
+else
+  "${PIP[@]}" "torch==2.13.0"
+fi
 CONSTRAINTS="$HERE/scripts/constraints.txt"
 PIPC=("${PIP[@]}" -c "$CONSTRAINTS")
 

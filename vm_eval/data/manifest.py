@@ -40,8 +40,8 @@ class Clip(BaseModel):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
     video: str
     reference: str | None = None
-    start: float = Field(ge=0.0)
-    end: float
+    start: float = Field(ge=0.0, allow_inf_nan=False)
+    end: float = Field(allow_inf_nan=False)
     split: str = Field(min_length=1)
     category: Category = "other"
     source: Source = "real"
@@ -128,7 +128,11 @@ def _read_rows(path: Path) -> list[dict]:
         except Exception as e:
             raise ManifestError(path, [f"cannot read parquet ({e})"]) from e
     rows, problems = [], []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(path, [f"not UTF-8 text ({e})"]) from e
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

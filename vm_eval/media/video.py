@@ -99,10 +99,10 @@ def decode_frames(
     with _open(path) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
-        if start_s > 0:
-            c.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
         prev, prev_arr, k = None, None, 0
         try:
+            if start_s > 0:
+                c.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
             for frame in c.decode(stream):
                 t = frame.time if frame.time is not None else 0.0
                 while k < n and targets[k] < t - 1e-6:

@@ -1,0 +1,37 @@
+"""Shared fixtures: the demo dataset (generated once per session), a results folder, offline hub settings."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+sys.path.insert(0, str(TESTS))  # test-only systems live in tests/testsystems.py (also used via VM_EVAL_PLUGINS)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    from vm_eval.data.demo import make_demo
+
+    root = tmp_path_factory.mktemp("data")
+    make_demo(root / "demo")
+    return root
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def cli_env(data_dir, results) -> dict:
+    """Environment for running `vm-eval` in a subprocess against the session's demo data."""
+    env = dict(os.environ)
+    env.update(VM_EVAL_DATA=str(data_dir), VM_EVAL_RESULTS=str(results), VM_EVAL_PLUGINS="testsystems",
+               PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO), env.get("PYTHONPATH", "")]))
+    return env

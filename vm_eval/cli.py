@@ -1,0 +1,103 @@
+"""`vm-eval`: the command line. Only argparse is imported at start; each command imports what it needs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  vm-eval demo                                   materialise the demo data, run and score every weightless model
+  vm-eval run --model ground-truth --split test  generate + score one model on a split (resumable)
+  vm-eval run --model dir:outputs/mysystem       score a folder of existing outputs named <clip id>.wav|.mp4
+  vm-eval results --format json                  every stored run with aggregates and provenance
+environment: VM_EVAL_RESULTS (results dir), VM_EVAL_DATA (datasets dir), VM_EVAL_CACHE (feature cache),
+             VM_EVAL_WEIGHTS (pretrained checkpoints folder), HF_HUB_OFFLINE=1 (no hub calls)"""
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+    p.add_argument("--data", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
+    p.add_argument("--limit", type=int, help="only the first N clips of the split (by id); the run stays 'partial'")
+    p.add_argument("--seed", type=int, default=0, help="run seed; each clip draws from its own (seed, clip id) stream")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="vm-eval", description="Evaluate and benchmark video-to-music generation.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="generate music for a split, score it, store the run",
+                       description="Generate music for every clip of a split (skipping clips already generated), "
+                       "score it, aggregate with 95%% bootstrap CIs, store the run and print a table. Re-running the "
+                       "same command resumes. Exit code 1 if any clip failed.")
+    p.add_argument("--model", required=True, help="model name (see `vm-eval models`) or dir:PATH of existing outputs")
+    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--dataset", default="demo", help="dataset name under the data folder, or a manifest path")
+    p.add_argument("--model-args", default="", help="k=v,... passed to the model; part of the run's identity")
+    p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
+    p.add_argument("--batch-size", type=int, default=1, help="clips per model call (results do not depend on it)")
+    p.add_argument("--rescore", action="store_true", help="discard stored scores; keep generated audio and features")
+    _add_run_args(p)
+
+    p = sub.add_parser("results", help="list stored runs with their aggregates")
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    p = sub.add_parser("compare", help="paired difference of two runs on the clips both have")
+    p.add_argument("run_a", help="run id (or unique prefix) or run folder")
+    p.add_argument("run_b")
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+
+    sub.add_parser("models", help="registered models: what each needs, whether it can run here")
+    sub.add_parser("metrics", help="registered metrics: identity, units, direction, whether it can run here")
+    sub.add_parser("weights", help="every pretrained checkpoint the suite knows, where it is looked for, if present")
+
+    p = sub.add_parser("data", help="datasets: materialise the demo, build from videos, check a manifest")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    d = dsub.add_parser("demo", help="materialise the synthetic demo dataset (deterministic, seconds)")
+    d.add_argument("--out", help="folder (default <data>/demo)")
+    d.add_argument("--force", action="store_true", help="regenerate even if present")
+    d = dsub.add_parser("build", help="turn a folder of videos into a dataset manifest")
+    d.add_argument("video_dir")
+    d.add_argument("--out", required=True, help="manifest path to write (.jsonl or .parquet)")
+    d.add_argument("--source", choices=("real", "ai-generated"), default="real")
+    d.add_argument("--no-reference", action="store_true", help="do not take reference music from the videos' audio")
+    d.add_argument("--categories", help="CSV with columns video,category[,caption]")
+    d.add_argument("--max-clip-seconds", type=float, default=30.0)
+    d = dsub.add_parser("check", help="validate a manifest and report every problem at once")
+    d.add_argument("manifest", nargs="?", default="demo", help="manifest path or dataset name (default demo)")
+    d.add_argument("--data", help="datasets folder (default $VM_EVAL_DATA or ./data)")
+    d.add_argument("--no-decode", action="store_true", help="skip decoding (only existence and schema)")
+
+    p = sub.add_parser("demo", help="the demo: materialise demo data, run every weightless model on test, show results")
+    _add_run_args(p)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from vm_eval import __version__
+
+        print(f"vm-eval {__version__}")
+        return 0
+    if not args.command:
+        build_parser().print_help()
+        return 0
+    from vm_eval import commands
+
+    try:
+        return getattr(commands, "cmd_" + args.command)(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished clips are stored; run the same command again to resume", file=sys.stderr)
+        return 130
+    except commands.USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Implementations of the CLI commands (imported only once a command runs)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from vm_eval import paths
+from vm_eval.data.manifest import ManifestError
+from vm_eval.media import MediaError
+from vm_eval.registry import RegistryError, parse_kv
+from vm_eval.store.run import RunLocked, RunMismatch
+from vm_eval.weights import WeightsMissing
+
+USER_ERRORS = (ManifestError, MediaError, RegistryError, WeightsMissing, RunLocked, RunMismatch, FileNotFoundError,
+               LookupError, RuntimeError, ValueError)
+
+
+def _print_outcome(outcome) -> None:
+    c = outcome.counts
+    print(f"run {outcome.run.dir}: {outcome.status}; clips {c['done']} done, {c['failed']} failed, "
+          f"{c['skipped']} skipped, {c['pending']} pending of {c['clips']}", file=sys.stderr)
+    if c.get("silent") or c.get("clipped"):
+        print(f"  flagged outputs: {c['silent']} silent, {c['clipped']} clipped", file=sys.stderr)
+    for name, why in sorted(outcome.skipped_metrics.items()):
+        print(f"  metric {name} skipped: {why}", file=sys.stderr)
+    if outcome.failed:
+        _print_failures(outcome.run)
+
+
+def _print_failures(run, limit: int = 10) -> None:
+    gen = [r for r in run.generation.latest("clip_id").values() if r["status"] == "failed"]
+    sco = [r for r in run.scores.latest("clip_id", "metric_key").values() if r["status"] == "failed"]
+    for r in (gen + sco)[:limit]:
+        where = r["clip_id"] + (f" [{r['metric']}]" if "metric" in r else "")
+        print(f"  FAILED {where}: {r.get('reason')}", file=sys.stderr)
+    if len(gen) + len(sco) > limit:
+        print(f"  ... {len(gen) + len(sco) - limit} more in {run.dir / 'journal'}", file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    from vm_eval.results import format_table, run_summary
+    from vm_eval.runner import RunConfig, execute
+
+    cfg = RunConfig(
+        model=args.model, split=args.split, dataset=args.dataset, model_args=parse_kv(args.model_args),
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
+        results=paths.results_dir(args.results), data=paths.data_dir(args.data), seed=args.seed, limit=args.limit,
+        batch_size=args.batch_size, rescore=args.rescore, progress=not args.quiet,
+    )
+    outcome = execute(cfg)
+    print(format_table([run_summary(outcome.run)]))
+    _print_outcome(outcome)
+    return 1 if outcome.failed else 0
+
+
+def cmd_demo(args) -> int:
+    from vm_eval.data.demo import make_demo
+    from vm_eval.registries import weightless_models
+    from vm_eval.results import format_table, run_summary
+    from vm_eval.runner import RunConfig, execute
+
+    data = paths.data_dir(args.data)
+    manifest = make_demo(data / "demo")
+    print(f"demo dataset: {manifest}", file=sys.stderr)
+    rows, failed = [], 0
+    for entry in weightless_models():
+        print(f"== {entry.name}: {entry.summary}", file=sys.stderr)
+        outcome = execute(RunConfig(model=entry.name, split="test", dataset="demo", results=paths.results_dir(args.results),
+                                    data=data, seed=args.seed, limit=args.limit, progress=not args.quiet))
+        _print_outcome(outcome)
+        failed += outcome.failed
+        rows.append(run_summary(outcome.run))
+    print(format_table(rows))
+    return 1 if failed else 0
+
+
+def cmd_results(args) -> int:
+    from vm_eval.results import format_csv, format_json, format_table, list_runs
+
+    rows = list_runs(paths.results_dir(args.results))
+    print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from vm_eval.results import compare_runs
+    from vm_eval.store.run import RunStore
+
+    store = RunStore(paths.results_dir(args.results))
+    a, b = store.find(args.run_a), store.find(args.run_b)
+    diffs = compare_runs(a, b)
+    if not diffs:
+        print("the two runs share no scored clips with the same metric identity")
+        return 0
+    print(f"A = {a.meta().get('model')} ({a.dir.name}), B = {b.meta().get('model')} ({b.dir.name}); mean(A - B) "
+          "over clips both scored, 95% paired bootstrap CI")
+    for m, d in diffs.items():
+        sig = "*" if d["lo"] > 0 or d["hi"] < 0 else " "
+        print(f"  {m:<24} {d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] {sig} n={d['n']}"
+              f"  (only in A: {d['clips_a_only']}, only in B: {d['clips_b_only']})")
+    return 0
+
+
+def _availability_lines(registry) -> None:
+    for e in registry.entries():
+        ok, why = e.availability()
+        needs = ", ".join([*e.packages, *(f"weights:{w}" for w in e.weights)]) or "nothing extra"
+        state = "ok " if ok else "NO "
+        print(f"{state} {e.name:<20} {e.summary}\n      needs: {needs}" + (f"; {why}" if why else ""))
+
+
+def cmd_models(args) -> int:
+    from vm_eval.registries import MODELS
+
+    _availability_lines(MODELS)
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from vm_eval.media import RESAMPLER
+    from vm_eval.registries import METRICS
+
+    for e in METRICS.entries():
+        ok, why = e.availability()
+        line = f"{'ok ' if ok else 'NO '} {e.name:<20} {e.summary}"
+        if ok:
+            info = e.load().info
+            arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}[info.higher_is_better]
+            rate = f"{info.sample_rate} Hz" if info.sample_rate else "native rate"
+            line += (f"\n      v{info.version}, {info.units}, {arrow}, {rate}{', mono' if info.mono else ''}, "
+                     f"key {info.key(RESAMPLER)}" + (", needs reference" if info.needs_reference else ""))
+            if info.backbone:
+                line += f", backbone {info.backbone}"
+        else:
+            line += f"\n      cannot run here: {why}"
+        print(line)
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from vm_eval.weights import KNOWN, env_var, how_to_get, locate
+
+    for name, ck in KNOWN.items():
+        loc = locate(name)
+        state = f"present ({loc.via}: {loc.path})" if loc.path else "absent"
+        print(f"{name:<20} {ck.role}\n      files: {', '.join(ck.files)}; {state}")
+        print(f"      looked in: {env_var(name)}, $VM_EVAL_WEIGHTS/{name}/" + (f", hub {ck.hub_id}" if ck.hub_id else "")
+              + (f", {ck.url}" if ck.url else ""))
+        if not loc.path:
+            print(f"      get it: {how_to_get(name)}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    return {"demo": _data_demo, "build": _data_build, "check": _data_check}[args.data_command](args)
+
+
+def _data_demo(args) -> int:
+    from vm_eval.data.demo import make_demo
+
+    out = Path(args.out) if args.out else paths.data_dir() / "demo"
+    print(make_demo(out, force=args.force))
+    return 0
+
+
+def _data_build(args) -> int:
+    from vm_eval.data.build import build_dataset
+
+    report = build_dataset(args.video_dir, args.out, source=args.source, with_reference=not args.no_reference,
+                           categories_csv=args.categories, max_clip_s=args.max_clip_seconds)
+    splits = {}
+    for c in report.clips:
+        splits[c.split] = splits.get(c.split, 0) + 1
+    print(f"wrote {report.manifest}: {len(report.clips)} clips ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))})")
+    for f, why in report.skipped:
+        print(f"  skipped {f}: {why}", file=sys.stderr)
+    return 0
+
+
+def _data_check(args) -> int:
+    from vm_eval.data.check import check_manifest, format_problems
+
+    target = args.manifest
+    if not Path(target).exists():
+        from vm_eval.data import resolve_dataset
+
+        target = resolve_dataset(target, paths.data_dir(args.data)).path
+    manifest, problems = check_manifest(target, decode=not args.no_decode)
+    if problems:
+        print(format_problems(problems))
+        return 1
+    print(f"{target}: {len(manifest.clips)} clips, no problems")
+    return 0

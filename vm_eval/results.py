@@ -1,0 +1,109 @@
+"""Reading stored runs: listing with aggregates, table/JSON/CSV output, paired comparison of two runs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from vm_eval.store.run import Run, RunStore
+
+
+def run_summary(run: Run) -> dict:
+    """What `vm-eval results` shows for a run: identity, status (live), counts, aggregates and provenance."""
+    meta = run.meta()
+    return {
+        "run_id": meta.get("run_id", run.dir.name), "path": str(run.dir), "status": run.status,
+        "dataset": meta.get("dataset"), "split": meta.get("split"), "model": meta.get("model"),
+        "model_args": meta.get("identity", {}).get("model_args", {}), "seed": meta.get("seed"),
+        "trained": meta.get("model_info", {}).get("trained", True), "counts": meta.get("counts", {}),
+        "aggregates": meta.get("aggregates", {}), "skipped_metrics": meta.get("skipped_metrics", {}),
+        "provenance": {k: meta.get(k) for k in ("code", "packages", "environment", "checkpoints", "metrics",
+                                                "resampler", "identity", "timings", "created", "updated")},
+    }
+
+
+def list_runs(results_dir) -> list[dict]:
+    return [run_summary(r) for r in RunStore(results_dir).runs()]
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def format_cell(agg: dict) -> str:
+    """'mean [lo, hi] n=N (-M)': the 95% CI and sample size always travel with the mean."""
+    cell = f"{_fmt(agg['mean'])} [{_fmt(agg['lo'])}, {_fmt(agg['hi'])}] n={agg['n']}"
+    return cell + (f" (-{agg['missing']})" if agg.get("missing") else "")
+
+
+def metric_header(name: str, agg: dict) -> str:
+    arrow = {True: " ↑", False: " ↓"}.get(agg.get("higher_is_better"), "")
+    return f"{name} ({agg.get('units', '')}){arrow}"
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "no runs stored"
+    metrics = sorted({m for r in rows for m in r["aggregates"]})
+    header = ["dataset/split", "model", "run", "status", "clips ok/fail/skip"]
+    for m in metrics:
+        sample = next(r["aggregates"][m] for r in rows if m in r["aggregates"])
+        header.append(metric_header(m, sample))
+    body = []
+    for r in rows:
+        c = r["counts"]
+        flag = "" if r["trained"] else " [untrained]"
+        line = [f"{r['dataset']}/{r['split']}", r["model"] + flag, r["run_id"], r["status"],
+                f"{c.get('done', 0)}/{c.get('failed', 0)}/{c.get('skipped', 0)} of {c.get('clips', '?')}"]
+        line += [format_cell(r["aggregates"][m]) if m in r["aggregates"] else "-" for m in metrics]
+        body.append(line)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    fmt = lambda cells: "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
+    lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
+    lines.append("cells: mean [95% bootstrap CI] n=clips scored (-clips missing); ↑/↓ higher/lower is better")
+    return "\n".join(lines)
+
+
+def format_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["run_id", "status", "dataset", "split", "model", "metric", "mean", "lo", "hi", "n", "missing",
+                "failed", "units", "metric_key", "path"])
+    for r in rows:
+        for m, a in sorted(r["aggregates"].items()):
+            w.writerow([r["run_id"], r["status"], r["dataset"], r["split"], r["model"], m, a["mean"], a["lo"],
+                        a["hi"], a["n"], a["missing"], a.get("failed", 0), a.get("units"), a.get("key"), r["path"]])
+    return buf.getvalue()
+
+
+def format_json(rows: list[dict]) -> str:
+    return json.dumps(rows, indent=2, sort_keys=True, default=str)
+
+
+def _scores(run: Run) -> dict[tuple[str, str], tuple[float, str]]:
+    meta = run.meta()
+    keys = {m: a["key"] for m, a in meta.get("aggregates", {}).items()}
+    out = {}
+    for rec in run.scores.latest("clip_id", "metric_key").values():
+        if rec.get("status") == "done" and keys.get(rec["metric"]) == rec["metric_key"]:
+            out[(rec["metric"], rec["clip_id"])] = (rec["value"], rec["metric_key"])
+    return out
+
+
+def compare_runs(a: Run, b: Run, seed: int = 0) -> dict[str, dict]:
+    """Per metric, mean(a - b) over the clips both runs scored with the same metric identity, paired bootstrap CI."""
+    from metrics.stats import paired_difference
+
+    sa, sb = _scores(a), _scores(b)
+    out = {}
+    for metric in sorted({m for m, _ in sa} & {m for m, _ in sb}):
+        common = sorted(c for (m, c) in sa if m == metric and (metric, c) in sb and sa[(m, c)][1] == sb[(m, c)][1])
+        if not common:
+            continue
+        est = paired_difference([sa[(metric, c)][0] for c in common], [sb[(metric, c)][0] for c in common], seed=seed)
+        out[metric] = {**est.as_dict(), "clips_a_only": sum(1 for (m, c) in sa if m == metric) - len(common),
+                       "clips_b_only": sum(1 for (m, c) in sb if m == metric) - len(common)}
+    return out

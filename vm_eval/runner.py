@@ -1,0 +1,178 @@
+"""`vm-eval run`: generate music for every clip of a split, score it, aggregate, store. Resumable at any point.
+
+Flow: manifest -> model.generate per batch -> audio/<clip>.wav + generation journal -> scoring (vm_eval.scoring)
+-> aggregates with bootstrap CIs -> run.json. Each finished clip is journalled before the next starts, so a run
+killed at any moment resumes on the next identical command without redoing finished clips.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vm_eval import paths
+from vm_eval.data import resolve_dataset
+from vm_eval.fsutil import file_sha256
+from vm_eval.media import audio_stats, write_wav
+from vm_eval.models.api import ClipInput, NotApplicable, as_audio
+from vm_eval.registries import MODELS
+from vm_eval.store import provenance
+from vm_eval.store.run import STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_PARTIAL, STATUS_RUNNING, Run, RunSpec, RunStore
+
+DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+
+
+@dataclass
+class RunConfig:
+    model: str
+    split: str = "test"
+    dataset: str = "demo"
+    model_args: dict = field(default_factory=dict)
+    metrics: list[str] | None = None  # None: every metric that can run here
+    results: Path | None = None
+    data: Path | None = None
+    cache: Path | None = None
+    seed: int = 0
+    limit: int | None = None
+    batch_size: int = 1
+    rescore: bool = False
+    progress: bool = True
+
+
+@dataclass
+class RunOutcome:
+    run: Run
+    status: str
+    counts: dict
+    aggregates: dict
+    skipped_metrics: dict
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(FAILED, 0) + self.counts.get("score_failed", 0)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="clip", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _finished(rec: dict | None, run: Run) -> bool:
+    """A clip needs no more generation if done (with its audio intact) or skipped by design."""
+    if rec is None:
+        return False
+    if rec["status"] == SKIPPED:
+        return True
+    if rec["status"] != DONE:
+        return False  # failed clips are retried by the next identical command
+    p = run.audio_path(rec["clip_id"])
+    return p.is_file() and p.stat().st_size == rec.get("bytes")
+
+
+def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
+    rec = {"clip_id": clip.id, "seed": clip.seed, "seconds": round(seconds, 4)}
+    if isinstance(out, NotApplicable):
+        return {**rec, "status": SKIPPED, "reason": str(out)}
+    if isinstance(out, BaseException):
+        return {**rec, "status": FAILED, "reason": f"{type(out).__name__}: {out}"}
+    try:
+        audio = as_audio(out)
+        if audio.num_samples == 0:
+            raise ValueError("model returned zero samples")
+        if not np.all(np.isfinite(audio.samples)):
+            raise ValueError("model returned NaN or infinite samples")
+    except (TypeError, ValueError) as e:
+        return {**rec, "status": FAILED, "reason": str(e)}
+    path = write_wav(run.audio_path(clip.id), audio)
+    st = audio_stats(audio)
+    return {
+        **rec, "status": DONE, "audio": str(path.relative_to(run.dir)), "audio_sha256": file_sha256(path),
+        "bytes": path.stat().st_size, "sample_rate": audio.sample_rate, "channels": audio.channels,
+        "duration_s": round(audio.duration_s, 6), "peak_dbfs": round(st.peak_dbfs, 3) if math.isfinite(st.peak_dbfs) else None,
+        "rms_dbfs": round(st.rms_dbfs, 3) if math.isfinite(st.rms_dbfs) else None, "silent": st.silent,
+        "clipped": st.clipped,
+    }
+
+
+def generate_stage(run: Run, model, pool: list[ClipInput], selected: list[ClipInput], batch_size: int,
+                   progress: bool) -> dict[str, dict]:
+    """Generate every selected clip not yet finished; returns the latest generation record per clip id."""
+    records = {k[0]: v for k, v in run.generation.latest("clip_id").items()}
+    todo = [c for c in selected if not _finished(records.get(c.id), run)]
+    if todo and hasattr(model, "prepare"):
+        model.prepare(pool)
+    bar = _progress(len(todo), f"generate {model.info.name}", progress)
+    for i in range(0, len(todo), max(1, batch_size)):
+        batch = todo[i : i + batch_size]
+        t0 = time.perf_counter()
+        try:
+            outs = list(model.generate(batch))
+            if len(outs) != len(batch):
+                raise RuntimeError(f"model returned {len(outs)} outputs for {len(batch)} clips")
+        except Exception as e:  # the whole batch failed; KeyboardInterrupt propagates
+            outs = [e] * len(batch)
+        per_clip = (time.perf_counter() - t0) / len(batch)
+        for clip, out in zip(batch, outs):
+            rec = _record_output(run, clip, out, per_clip)
+            run.generation.append(rec)
+            records[clip.id] = rec
+        bar.update(len(batch))
+    bar.close()
+    return records
+
+
+def execute(cfg: RunConfig) -> RunOutcome:
+    from vm_eval import scoring
+
+    results = paths.results_dir(cfg.results)
+    manifest = resolve_dataset(cfg.dataset, paths.data_dir(cfg.data))
+    clips = manifest.split(cfg.split)
+    model = MODELS.create(cfg.model, **cfg.model_args)
+    checkpoints = tuple(model.checkpoints())
+    spec = RunSpec(
+        dataset=manifest.name, split=cfg.split, model=cfg.model, model_args=cfg.model_args, seed=cfg.seed,
+        manifest_sha256=manifest.content_hash(clips), checkpoints=checkpoints,
+    )
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    config["manifest"] = str(manifest.path)
+    run = RunStore(results).open(spec, config)
+    cache = paths.cache_dir(results, cfg.cache)
+    with run.lock():
+        meta = run.meta()
+        run.update(
+            status=STATUS_RUNNING, dataset=manifest.name, split=cfg.split, model=cfg.model,
+            model_info=asdict(model.info), seed=cfg.seed, checkpoints=list(checkpoints),
+            n_clips=len(clips), code=provenance.code_version(), packages=provenance.package_versions(),
+            environment=provenance.environment(), last_command=config, updated=provenance.now(),
+            created=meta.get("created", provenance.now()),
+        )
+        pool = [ClipInput(c, manifest, cfg.seed, cache / "media") for c in clips]
+        selected = pool[: cfg.limit] if cfg.limit else pool
+        timings = dict(meta.get("timings", {}))
+        try:
+            t0 = time.perf_counter()
+            gen = generate_stage(run, model, pool, selected, cfg.batch_size, cfg.progress)
+            t1 = time.perf_counter()
+            if cfg.rescore:
+                run.scores.reset()
+            metrics, skipped_metrics = scoring.resolve_metrics(cfg.metrics)
+            scores = scoring.score_stage(run, manifest, [c.clip for c in selected], gen, metrics, cache / "features",
+                                         cfg.progress)
+            t2 = time.perf_counter()
+        except KeyboardInterrupt:
+            run.update(status=STATUS_INTERRUPTED, updated=provenance.now())
+            raise
+        timings = {"generation_s": round(timings.get("generation_s", 0) + t1 - t0, 3),
+                   "scoring_s": round(timings.get("scoring_s", 0) + t2 - t1, 3)}
+        summary = scoring.summarise(run, clips, gen, scores, metrics)
+        complete = summary["counts"]["pending"] == 0 and summary["counts"]["unscored"] == 0
+        status = STATUS_COMPLETE if complete else STATUS_PARTIAL
+        run.update(
+            status=status, counts=summary["counts"], aggregates=summary["aggregates"], metrics=summary["metrics"],
+            skipped_metrics=skipped_metrics, timings=timings, resampler=scoring.RESAMPLER, updated=provenance.now(),
+        )
+        return RunOutcome(run, status, summary["counts"], summary["aggregates"], skipped_metrics)
