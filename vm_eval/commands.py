@@ -78,7 +78,7 @@ def cmd_results(args) -> int:
     from vm_eval.results import format_csv, format_json, format_table, list_runs
 
     rows = list_runs(paths.results_dir(args.results))
-    print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows))
+    print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows).rstrip("\n"))
     return 0
 
 

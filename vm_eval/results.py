@@ -69,7 +69,7 @@ def format_table(rows: list[dict]) -> str:
 
 def format_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv.writer(buf, lineterminator="\n")
     w.writerow(["run_id", "status", "dataset", "split", "model", "metric", "mean", "lo", "hi", "n", "missing",
                 "failed", "units", "metric_key", "path"])
     for r in rows:

@@ -1,0 +1,106 @@
+"""The command line end to end, in subprocesses, as a user runs it (the demo path included, with --limit)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vm_eval.data.manifest import load_manifest
+from vm_eval.media import Audio, load_audio, write_video, write_wav
+
+
+def vm(env, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "vm_eval.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_demo_with_limit_then_results_json(cli_env):
+    cli_env.pop("VM_EVAL_PLUGINS")  # the demo runs every weightless model: only the suite's own here
+    r = vm(cli_env, "demo", "--limit", "3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "ground-truth" in r.stdout and "random-retrieval" in r.stdout and "loudness-lufs" in r.stdout
+    r = vm(cli_env, "results", "--format", "json")
+    rows = json.loads(r.stdout)
+    assert {row["model"] for row in rows} == {"ground-truth", "random-retrieval"}
+    for row in rows:
+        assert row["status"] == "partial" and row["counts"]["pending"] > 0  # --limit never looks complete
+        assert row["provenance"]["code"]["git_sha"] and row["provenance"]["packages"]["numpy"]
+        assert row["aggregates"]["duration-error"]["n"] >= 1
+    csv = vm(cli_env, "results", "--format", "csv").stdout.splitlines()
+    assert csv[0].startswith("run_id,status") and len(csv) == 1 + 2 * len(rows)
+
+
+def test_dir_model_scores_audio_and_video_outputs(cli_env, data_dir, tmp_path):
+    manifest = load_manifest(data_dir / "demo")
+    clips = manifest.split("test")
+    out = tmp_path / "outputs"
+    sr = 22050
+    a = clips[0]
+    write_wav(out / f"{a.id}.wav", Audio(0.2 * np.sin(np.arange(int(a.duration * sr)) * 0.05)[None], sr))
+    b = clips[1]
+    music = Audio(0.3 * np.sin(np.arange(int(b.duration * sr)) * 0.03)[None].repeat(2, 0), sr)
+    write_video(out / f"{b.id}.mp4", (np.zeros((32, 32, 3), np.uint8) for _ in range(int(b.duration * 25))), 25, music)
+    (out / "notes.txt").write_text("ignored")
+    r = vm(cli_env, "run", "--model", f"dir:{out}", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(vm(cli_env, "results", "--format", "json").stdout)
+    (row,) = [x for x in rows if x["model"].startswith("dir:")]
+    assert row["status"] == "complete"
+    assert row["counts"]["done"] == 2 and row["counts"]["skipped"] == len(clips) - 2
+    from vm_eval.store.run import Run
+
+    run = Run(row["path"])
+    got = load_audio(run.audio_path(b.id))
+    assert got.channels == 2 and np.corrcoef(got.samples[0, :20000], music.samples[0, :20000])[0, 1] > 0.99
+    missing = [rec for rec in run.generation if rec["status"] == "skipped"]
+    assert all("missing output" in rec["reason"] for rec in missing)
+    assert row["provenance"]["checkpoints"][0]["sha256"]
+
+
+def test_listing_commands(cli_env):
+    models = vm(cli_env, "models").stdout
+    assert "ground-truth" in models and "random-retrieval" in models and "dir:" in models
+    metrics = vm(cli_env, "metrics").stdout
+    assert "loudness-lufs" in metrics and "LUFS" in metrics and "key " in metrics
+    weights = vm(cli_env, "weights")
+    assert weights.returncode == 0 and "musicgen-medium" in weights.stdout and "absent" in weights.stdout
+    assert "huggingface-cli download facebook/musicgen-medium" in weights.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (("run", "--model", "ground-truht"), "did you mean ground-truth"),
+    (("run", "--model", "ground-truth", "--model-args", "foo=1"), "does not take argument(s) foo"),
+    (("run", "--model", "ground-truth", "--split", "nope"), "split 'nope' has no clips"),
+    (("run", "--model", "ground-truth", "--dataset", "nothing-here"), "no dataset named 'nothing-here'"),
+    (("run", "--model", "dir:/no/such/folder"), "no such folder"),
+    (("run", "--model", "ground-truth", "--metrics", "fad"), "unknown metric 'fad'"),
+])
+def test_user_errors_are_one_clear_line(cli_env, args, words):
+    r = vm(cli_env, *args, "--quiet")
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_failed_clip_gives_nonzero_exit(cli_env, data_dir):
+    bad = load_manifest(data_dir / "demo").split("test")[0].id
+    r = vm(cli_env, "run", "--model", "test-noise", "--model-args", f"fail_on={bad}", "--limit", "2", "--quiet")
+    assert r.returncode == 1 and f"FAILED {bad}" in r.stderr and "upstream crashed" in r.stderr
+
+
+def test_data_check_and_build_commands(cli_env, data_dir, tmp_path):
+    r = vm(cli_env, "data", "check", "demo")
+    assert r.returncode == 0 and "no problems" in r.stdout
+    broken = tmp_path / "m.jsonl"
+    broken.write_text((data_dir / "demo" / "manifest.jsonl").read_text().replace("videos/", "gone/", 1))
+    r = vm(cli_env, "data", "check", str(broken))
+    assert r.returncode == 1 and "missing" in r.stdout
+    vids = tmp_path / "vids" / "promo"
+    sr = 16000
+    write_video(vids / "a.mp4", (np.full((32, 32, 3), i, np.uint8) for i in range(100)), 25,
+                Audio(0.3 * np.sin(np.arange(4 * sr) * 0.1)[None], sr))
+    r = vm(cli_env, "data", "build", str(tmp_path / "vids"), "--out", str(tmp_path / "built" / "manifest.jsonl"))
+    assert r.returncode == 0, r.stderr
+    m = load_manifest(tmp_path / "built" / "manifest.jsonl")
+    assert [c.category for c in m.clips] == ["promo"] and m.clips[0].reference is not None
