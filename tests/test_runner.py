@@ -226,3 +226,31 @@ def test_a_run_in_progress_is_locked(data_dir, results):
         assert out.run.status in ("partial", "running")
         with pytest.raises(RunLocked):
             execute(cfg(data_dir, results, limit=1))
+
+
+def test_silent_and_clipped_outputs_are_scored_and_flagged(data_dir, results):
+    for bad, flag in (("silent", "silent"), ("clipped", "clipped")):
+        out = execute(cfg(data_dir, results / bad, model="test-noise", model_args={"bad": bad}, limit=2,
+                          metrics=["loudness-lufs"]))
+        assert out.counts["done"] == 2 and out.counts[flag] == 2
+        assert out.aggregates["loudness-lufs"]["n"] == 2
+        assert all(r[flag] for r in out.run.generation)
+    silent = RunStore(results / "silent").runs()[0].meta()["aggregates"]["loudness-lufs"]
+    assert silent["mean"] == -70.0  # below the BS.1770 absolute gate: reported at the gate
+
+
+def test_corrupt_reference_fails_only_its_clip_with_the_file_named(data_dir, results, tmp_path):
+    import shutil
+
+    from vm_eval.data.manifest import save_manifest
+
+    src = load_manifest(data_dir / "demo")
+    copy = tmp_path / "ds"
+    shutil.copytree(data_dir / "demo", copy)
+    victim = next(c for c in src.split("test") if c.reference)
+    (copy / victim.reference).write_bytes(b"RIFF\x00\x00garbage")
+    save_manifest(copy / "manifest.jsonl", src.clips)
+    out = execute(cfg(data_dir, results, dataset=str(copy / "manifest.jsonl")))
+    rec = out.run.generation.latest("clip_id")[(victim.id,)]
+    assert rec["status"] == "failed" and victim.reference.split("/")[-1] in rec["reason"]
+    assert out.counts["failed"] == 1 and out.counts["done"] >= 5

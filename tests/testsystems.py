@@ -54,6 +54,10 @@ class TorchNoise:
                 x[0, 0] = float("nan")
             if self.bad == "empty":
                 x = x[:, :0]
+            if self.bad == "silent":
+                x = x * 1e-5
+            if self.bad == "clipped":
+                x = torch.clamp(x * 20, -1, 1)
             if self.bad == "type":
                 out.append("not audio")
                 continue
@@ -68,6 +72,8 @@ class CountingRMS:
                       sample_rate=8000, mono=True)
 
     def extract(self, audio, sr):
+        if sr != self.info.sample_rate or audio.shape[0] != 1:  # the harness must resample and downmix for us
+            raise AssertionError(f"got {audio.shape[0]} channel(s) at {sr} Hz")
         log = os.environ.get("TEST_EXTRACT_LOG")
         if log:
             with open(log, "a") as f:

@@ -5,11 +5,13 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 _HASH_MEMO: dict[tuple, str] = {}
+_RACY_NS = 3_000_000_000  # files changed this recently are hashed every time
 
 
 @contextmanager
@@ -52,17 +54,24 @@ def atomic_write_json(path: str | Path, obj) -> Path:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, memoised per process by (path, size, mtime, inode) so re-hashing is free."""
+    """sha256 of a file's bytes, memoised per process by (path, size, mtime, ctime, inode) so re-hashing is free.
+
+    A file changed within the last few seconds is not memoised: file-system timestamps are coarse, so a same-size
+    rewrite within one tick would keep its stat key and return the old hash ("racy git" problem).
+    """
     p = Path(path)
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _HASH_MEMO[key] = h.hexdigest()
-    return _HASH_MEMO[key]
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key in _HASH_MEMO:
+        return _HASH_MEMO[key]
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+        _HASH_MEMO[key] = digest
+    return digest
 
 
 def text_sha256(text: str) -> str:

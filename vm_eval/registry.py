@@ -31,7 +31,7 @@ class Entry:
 
     def availability(self) -> tuple[bool, str]:
         """(can run here, reason if not): checks packages by spec lookup and weights by file presence."""
-        missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
+        missing = [p for p in self.packages if not _installed(p)]
         if missing:
             return False, f"missing package(s) {', '.join(missing)}: run `make install` (scripts/install.sh)"
         if self.weights:
@@ -50,6 +50,14 @@ class Entry:
         for part in attr.split("."):
             obj = getattr(obj, part)
         return obj
+
+
+def _installed(package: str) -> bool:
+    """Whether `package` (dotted names too) can be imported; find_spec raises when a parent package is absent."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class Registry:
@@ -78,6 +86,8 @@ class Registry:
         for e in self._entries.values():
             if e.prefix and name.startswith(e.name) and len(name) > len(e.name):
                 return e
+        if name in self._entries:  # a prefix entry named with nothing after the prefix
+            raise RegistryError(f"{self.kind} {name!r} needs a value after the prefix, e.g. {name}PATH")
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})")

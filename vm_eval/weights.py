@@ -148,6 +148,8 @@ def sha256_of(path: str | Path, files: tuple[str, ...] | None = None) -> str:
     p = Path(path)
     if p.is_file():
         return file_sha256(p)
+    if files is not None and len(files) == 1:  # a one-file checkpoint is that file, wherever it was found
+        return file_sha256(p / files[0])
     h = hashlib.sha256()
     for f in files or tuple(sorted(x.name for x in p.iterdir() if x.is_file())):
         h.update(f.encode() + b"\0" + file_sha256(p / f).encode())
