@@ -74,10 +74,20 @@ def test_wav_round_trip_is_exact(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no temp file left behind
 
 
-def test_write_wav_failure_leaves_nothing(tmp_path):
-    with pytest.raises(Exception):
-        write_wav(tmp_path / "bad.wav", Audio(np.zeros((1, 100)), 0))  # sample rate 0 cannot be written
+def test_write_wav_failure_leaves_nothing(tmp_path, monkeypatch):
+    from scipy.io import wavfile
+
+    def killed_midway(path, rate, data):
+        with open(path, "wb") as f:
+            f.write(b"RIFF\x00\x00")  # a partial header, then the writer dies
+        raise OSError("disk full")
+
+    monkeypatch.setattr(wavfile, "write", killed_midway)
+    with pytest.raises(OSError):
+        write_wav(tmp_path / "bad.wav", Audio(np.zeros((1, 100)), 8000))
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="sample rate"):
+        Audio(np.zeros((1, 100)), 0)
 
 
 def test_audio_shapes_and_mono():
@@ -397,3 +407,16 @@ def test_decode_frames_after_seeking_past_keyframes(tmp_path):
     everything = decode_frames(path, 25.0)
     assert len(everything) == math.floor(600 / fps * 25)
     assert [_read_code(f) for f in everything] == [math.floor(j / 25 * fps + 1e-9) for j in range(len(everything))]
+
+
+def test_write_wav_bytes_depend_only_on_samples(tmp_path):
+    """Same samples -> same bytes, whenever written: content hashes key scores and caches."""
+    import hashlib
+    import time as _time
+
+    a = Audio(np.random.default_rng(0).normal(size=(2, 4000)).astype(np.float32), 8000)
+    write_wav(tmp_path / "a.wav", a)
+    _time.sleep(1.1)  # libsndfile's PEAK chunk carried a 1 s resolution timestamp
+    write_wav(tmp_path / "b.wav", a)
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(tmp_path / "a.wav") == digest(tmp_path / "b.wav")

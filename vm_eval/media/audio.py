@@ -37,6 +37,8 @@ class Audio:
             raise ValueError(f"audio samples must be [channels, n], got shape {s.shape}")
         self.samples = s
         self.sample_rate = int(self.sample_rate)
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample rate must be a positive number of Hz, got {self.sample_rate}")
 
     @property
     def channels(self) -> int:
@@ -185,9 +187,13 @@ def load_audio(
 
 
 def write_wav(path: str | Path, audio: Audio) -> Path:
-    """Write 32-bit float WAV atomically (temp file + rename): a crash never leaves a half-written file."""
-    import soundfile as sf
+    """Write 32-bit float WAV atomically (temp file + rename): a crash never leaves a half-written file.
+
+    Written by scipy rather than libsndfile: libsndfile adds a PEAK chunk stamped with the wall-clock time, so the
+    same samples would give different bytes (and content hashes) on every write.
+    """
+    from scipy.io import wavfile
 
     with atomic_target(path) as tmp:
-        sf.write(tmp, audio.samples.T, audio.sample_rate, subtype="FLOAT", format="WAV")
+        wavfile.write(tmp, audio.sample_rate, np.ascontiguousarray(audio.samples.T, dtype=np.float32))
     return Path(path)
