@@ -1,7 +1,21 @@
-"""What every metric declares (its identity) and what it receives per clip.
+"""What every metric declares (its identity) and what it receives.
 
-A metric's identity (name, version, parameters, audio handling, backbone checkpoint) is hashed into its key;
-stored scores carry that key, so a version bump or a different backbone never mixes with older scores.
+A metric's identity (name, version, parameters, audio handling, extractor identities, backbone checkpoint) is
+hashed into its key; stored scores carry that key, so a version bump or another backbone never mixes with older
+scores. Three shapes of metric, all pure (arrays in, numbers out; the harness does I/O and caching):
+
+- per-clip, direct: ``score(audio, sample_rate, ctx) -> float`` (audio float32 [channels, n] prepared as
+  ``info.sample_rate`` / ``info.mono`` declare);
+- per-clip, from features: ``inputs`` maps input kinds to extractors, ``score_features(feats, ctx)`` gets the
+  extracted arrays (cached by content hash + extractor identity) and returns a float, or a dict of sub-scores
+  whose keys are name suffixes ("" = the metric itself, e.g. {"": f, "vs-shift": f - f_shifted});
+- set-level (``info.kind == "set"``, e.g. FAD): per-clip features as above, then
+  ``reference_statistics(ref_feats) -> array`` (cached per reference set) and
+  ``score_set(gen_feats, ref_stats, seed) -> SetScore``.
+
+Input kinds: "audio" (the generated music), "reference" (the clip's reference music, same span), "video" (the
+clip's frames, decoded at the extractor's fps and size), "other-audio" (another clip's generated music from the
+same run, chosen deterministically: the null for alignment scores).
 """
 from __future__ import annotations
 
@@ -12,9 +26,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+INPUT_KINDS = ("audio", "reference", "video", "other-audio")
+
 
 class MetricError(ValueError):
     """The metric cannot score this clip (the reason is stored with the clip's score record)."""
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -28,17 +48,54 @@ class MetricInfo:
     sample_rate: int | None = None  # Hz the metric wants its input at; None = the audio's native rate
     mono: bool = False  # downmix (mean of channels) before scoring
     params: dict[str, Any] = field(default_factory=dict)
-    backbone: dict[str, Any] | None = None  # {name, sha256, ...} of the embedding/classifier checkpoint
+    backbone: dict[str, Any] | None = None  # {name, file, sha256} of the embedding/classifier checkpoint
+    kind: str = "clip"  # "clip" (one value per clip) or "set" (one value per run, e.g. FAD)
+    standard: bool = True  # False for stand-in backbones that exist only so the demo runs offline
 
-    def identity(self, resampler: str) -> dict[str, Any]:
+    def identity(self, resampler: str, extractors: dict[str, Any] | None = None) -> dict[str, Any]:
         d = asdict(self)
         d.pop("description")
-        d["resampler"] = resampler if self.sample_rate is not None else None
+        d["resampler"] = resampler if (self.sample_rate is not None or extractors) else None
+        if extractors:
+            d["inputs"] = {k: extractor_identity(e) for k, e in sorted(extractors.items())}
         return d
 
-    def key(self, resampler: str) -> str:
-        blob = json.dumps(self.identity(resampler), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def key(self, resampler: str, extractors: dict[str, Any] | None = None) -> str:
+        return _hash(self.identity(resampler, extractors))[:16]
+
+
+@dataclass(frozen=True)
+class ExtractorInfo:
+    """Identity of a feature extractor; audio extractors state their input rate and channel handling."""
+
+    name: str
+    version: int
+    params: dict[str, Any] = field(default_factory=dict)
+    sample_rate: int | None = None  # audio extractors: Hz they expect (the harness resamples)
+    mono: bool = True  # audio extractors: downmix by the mean of channels first
+    fps: float | None = None  # video extractors: frames per second they expect
+    size: tuple[int, int] | None = None  # video extractors: (width, height) frames are resized to
+    backbone: dict[str, Any] | None = None
+
+
+def extractor_identity(extractor: Any) -> dict[str, Any]:
+    return asdict(extractor.info)
+
+
+class AudioExtractor(Protocol):
+    info: ExtractorInfo
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Features of float32 audio [channels, n] already at info.sample_rate (mono if info.mono)."""
+        ...
+
+
+class VideoExtractor(Protocol):
+    info: ExtractorInfo
+
+    def __call__(self, frames: np.ndarray, fps: float) -> np.ndarray:
+        """Features of uint8 RGB frames [T, H, W, 3] sampled at `fps` (= info.fps)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +109,20 @@ class ClipContext:
     caption: str | None = None
     reference: np.ndarray | None = None  # reference music, same rate and channel handling as the generated audio
     reference_sr: int | None = None
+    seed: int = 0  # the clip's own seed (for nulls such as a random circular shift)
+
+
+@dataclass(frozen=True)
+class SetScore:
+    """A set-level value (e.g. FAD) with its bootstrap CI over generated clips and the sample sizes."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int  # generated clips used
+    n_reference: int  # reference clips used
+    per_clip: dict[str, float] = field(default_factory=dict)  # e.g. per-clip FAD, for finding outliers
+    extra: dict[str, float] = field(default_factory=dict)  # e.g. {"fad-inf": ..., "frames": ...}
 
 
 class Metric(Protocol):
@@ -59,4 +130,23 @@ class Metric(Protocol):
 
     def score(self, audio: np.ndarray, sample_rate: int, ctx: ClipContext) -> float:
         """One value per clip; raise MetricError when the clip cannot be scored."""
+        ...
+
+
+class FeatureMetric(Protocol):
+    info: MetricInfo
+    inputs: dict[str, AudioExtractor | VideoExtractor]
+
+    def score_features(self, feats: dict[str, np.ndarray], ctx: ClipContext) -> float | dict[str, float]:
+        ...
+
+
+class SetMetric(Protocol):
+    info: MetricInfo  # kind == "set"
+    inputs: dict[str, AudioExtractor | VideoExtractor]  # per-clip features; "reference" builds the reference set
+
+    def reference_statistics(self, ref_feats: list[np.ndarray]) -> np.ndarray:
+        ...
+
+    def score_set(self, gen_feats: dict[str, dict[str, np.ndarray]], ref_stats: np.ndarray, seed: int) -> SetScore:
         ...

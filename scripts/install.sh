@@ -65,6 +65,10 @@ PIPC=("${PIP[@]}" -c "$CONSTRAINTS")
 "${PIPC[@]}" --no-deps "laion-clap==1.1.7" "frechet-audio-distance==0.3.4"
 "${PIPC[@]}" torchlibrosa braceexpand webdataset wget h5py progressbar resampy encodec
 
+# Metric backbones' upstream model code (weights are never downloaded by the install): torchvggish 0.2 is an
+# sdist whose declared deps would re-resolve torch; hear21passt declares timm/torchaudio ranges we already satisfy.
+"${PIPC[@]}" --no-deps "torchvggish==0.2" "hear21passt==0.0.26"
+
 # madmom 0.16.1 compiles Cython against numpy at build time and imports pkg_resources (gone in setuptools 81):
 # build it in this environment, not an isolated one.
 "${PIPC[@]}" cython "setuptools<81"

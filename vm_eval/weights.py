@@ -46,6 +46,11 @@ KNOWN: dict[str, Checkpoint] = {c.name: c for c in [
                ("passt-s-f128-p16-s10-ap.476-swa.pt",),
                url="https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
                licence="Apache-2.0"),
+    Checkpoint("pann-cnn14", "metric backbone: PANN Cnn14 AudioSet classifier (32 kHz)", ("Cnn14_mAP=0.431.pth",),
+               url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth", licence="MIT"),
+    Checkpoint("encodec-24khz", "metric backbone: EnCodec 24 kHz encoder (continuous embeddings)",
+               ("encodec_24khz-d7cc33bc.th",), url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th",
+               licence="MIT"),
     Checkpoint("pann-cnn14-16k", "metric backbone: PANN Cnn14 (16 kHz)", ("Cnn14_16k_mAP=0.438.pth",),
                url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth", licence="MIT"),
 ]}
