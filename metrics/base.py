@@ -13,9 +13,13 @@ scores. Three shapes of metric, all pure (arrays in, numbers out; the harness do
   ``reference_statistics(ref_feats) -> array`` (cached per reference set) and
   ``score_set(gen_feats, ref_stats, seed) -> SetScore``.
 
-Input kinds: "audio" (the generated music), "reference" (the clip's reference music, same span), "video" (the
-clip's frames, decoded at the extractor's fps and size), "other-audio" (another clip's generated music from the
-same run, chosen deterministically: the null for alignment scores).
+Input keys are a kind, optionally with a label after a colon ("audio", "audio:onsets", "video:cuts"), so one metric
+can use several extractors on the same source. Kinds: "audio" (the generated music), "reference" (the clip's
+reference music, same span), "video" (the clip's frames, decoded at the extractor's fps and size), "other-audio"
+(another clip's generated music from the same run, chosen deterministically: the null for alignment scores).
+An audio extractor with ``sample_rate=None`` receives the audio at its native rate and channel count and does its
+own resampling (backbones whose reference implementation resamples in a specific way do this, and name their
+resampler in ``params``); otherwise the harness resamples with its named resampler and downmixes if ``mono``.
 """
 from __future__ import annotations
 
@@ -80,6 +84,14 @@ class ExtractorInfo:
 
 def extractor_identity(extractor: Any) -> dict[str, Any]:
     return asdict(extractor.info)
+
+
+def input_kind(key: str) -> str:
+    """"audio:onsets" -> "audio"; validates the kind."""
+    kind = key.split(":", 1)[0]
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"unknown input kind {kind!r} in {key!r}; expected one of {', '.join(INPUT_KINDS)}")
+    return kind
 
 
 class AudioExtractor(Protocol):

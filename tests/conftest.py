@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import vm_eval  # noqa: F401  first, as in production: installs the compat import hook (torchvision, madmom)
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 TESTS = Path(__file__).resolve().parent
