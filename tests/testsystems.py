@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.base import MetricInfo
+from metrics.base import ExtractorInfo, MetricInfo, SetScore
 from vm_eval.models.api import ModelInfo
 from vm_eval.registries import METRICS, MODELS
 from vm_eval.registry import Entry
@@ -65,23 +65,74 @@ class TorchNoise:
         return out
 
 
-class CountingRMS:
-    """RMS level in dBFS through a cached extractor; each extraction appends a line to $TEST_EXTRACT_LOG."""
+def _log(var: str) -> None:
+    path = os.environ.get(var)
+    if path:
+        with open(path, "a") as f:
+            f.write("x\n")
 
-    info = MetricInfo(name="test-rms", version=1, units="dBFS", higher_is_better=None, description="test metric",
-                      sample_rate=8000, mono=True)
 
-    def extract(self, audio, sr):
+class RMSExtractor:
+    """RMS of the audio at 8 kHz mono; each extraction appends a line to $TEST_EXTRACT_LOG."""
+
+    info = ExtractorInfo(name="test-rms", version=1, sample_rate=8000, mono=True)
+
+    def __call__(self, audio, sr):
         if sr != self.info.sample_rate or audio.shape[0] != 1:  # the harness must resample and downmix for us
             raise AssertionError(f"got {audio.shape[0]} channel(s) at {sr} Hz")
-        log = os.environ.get("TEST_EXTRACT_LOG")
-        if log:
-            with open(log, "a") as f:
-                f.write("x\n")
+        _log("TEST_EXTRACT_LOG")
         return np.array([float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))])
 
+
+class Brightness:
+    """Mean brightness per frame at 5 fps, 32x32; each extraction appends to $TEST_VIDEO_LOG."""
+
+    info = ExtractorInfo(name="test-brightness", version=1, fps=5.0, size=(32, 32))
+
+    def __call__(self, frames, fps):
+        assert frames.shape[1:] == (32, 32, 3) and fps == 5.0
+        _log("TEST_VIDEO_LOG")
+        return frames.reshape(len(frames), -1).mean(axis=1)
+
+
+class CountingRMS:
+    """RMS level in dBFS from a cached extractor."""
+
+    info = MetricInfo(name="test-rms", version=1, units="dBFS", higher_is_better=None, description="test metric")
+    inputs = {"audio": RMSExtractor()}
+
     def score_features(self, feats, ctx):
-        return 20 * np.log10(max(float(feats[0]), 1e-12))
+        return 20 * np.log10(max(float(feats["audio"][0]), 1e-12))
+
+
+class LoudVsVideo:
+    """Main value: RMS x mean brightness; sub-score against another clip's audio (the null)."""
+
+    info = MetricInfo(name="test-av", version=1, units="", higher_is_better=True, description="test metric")
+    inputs = {"audio": RMSExtractor(), "other-audio": RMSExtractor(), "video": Brightness()}
+
+    def score_features(self, feats, ctx):
+        b = float(feats["video"].mean())
+        own, other = float(feats["audio"][0]) * b, float(feats["other-audio"][0]) * b
+        return {"": own, "vs-other": own - other}
+
+
+class SetRMS:
+    """Set metric: |mean RMS of generated clips - mean RMS of the reference set|, per clip too."""
+
+    info = MetricInfo(name="test-set-rms", version=1, units="", higher_is_better=False, description="test",
+                      kind="set")
+    inputs = {"audio": RMSExtractor(), "reference": RMSExtractor()}
+
+    def reference_statistics(self, ref_feats):
+        _log("TEST_REFSTATS_LOG")
+        return np.array([np.mean([f[0] for f in ref_feats]), len(ref_feats)])
+
+    def score_set(self, gen_feats, ref_stats, seed):
+        per = {cid: abs(float(f["audio"][0]) - ref_stats[0]) for cid, f in gen_feats.items()}
+        gen_mean = np.mean([f["audio"][0] for f in gen_feats.values()])
+        v = abs(float(gen_mean) - float(ref_stats[0]))
+        return SetScore(v, v, v, len(gen_feats), int(ref_stats[1]), per_clip=per)
 
 
 class NeedsReference:
@@ -95,6 +146,8 @@ class NeedsReference:
 
 MODELS.add(Entry("test-noise", TorchNoise, "test: seeded torch noise", family="test"), replace=True)
 METRICS.add(Entry("test-rms", CountingRMS, "test: cached RMS", family="test"), replace=True)
+METRICS.add(Entry("test-av", LoudVsVideo, "test: audio x video with a null", family="test"), replace=True)
+METRICS.add(Entry("test-set-rms", SetRMS, "test: set-level RMS distance", family="test"), replace=True)
 METRICS.add(Entry("test-ref-corr", NeedsReference, "test: correlation with reference", family="test"), replace=True)
 
 

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
     p.add_argument("--batch-size", type=int, default=1, help="clips per model call (results do not depend on it)")
     p.add_argument("--rescore", action="store_true", help="discard stored scores; keep generated audio and features")
+    p.add_argument("--reference-set", metavar="MANIFEST[:SPLIT]",
+                   help="reference music for set metrics such as FAD (default: the split's own reference music)")
     _add_run_args(p)
 
     p = sub.add_parser("results", help="list stored runs with their aggregates")

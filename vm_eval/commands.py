@@ -45,7 +45,7 @@ def cmd_run(args) -> int:
         model=args.model, split=args.split, dataset=args.dataset, model_args=parse_kv(args.model_args),
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
         results=paths.results_dir(args.results), data=paths.data_dir(args.data), seed=args.seed, limit=args.limit,
-        batch_size=args.batch_size, rescore=args.rescore, progress=not args.quiet,
+        batch_size=args.batch_size, rescore=args.rescore, reference_set=args.reference_set, progress=not args.quiet,
     )
     outcome = execute(cfg)
     print(format_table([run_summary(outcome.run)]))

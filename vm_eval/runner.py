@@ -20,6 +20,9 @@ from vm_eval.media import audio_stats, write_wav
 from vm_eval.models.api import ClipInput, NotApplicable, as_audio
 from vm_eval.registries import MODELS
 from vm_eval.store import provenance
+from vm_eval.scoring.inputs import FeatureProvider, donor_ids
+from vm_eval.scoring.set_stage import ReferenceSet, sets_journal
+from vm_eval.store.feature_cache import FeatureCache
 from vm_eval.store.run import STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_PARTIAL, STATUS_RUNNING, Run, RunSpec, RunStore
 
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
@@ -39,6 +42,7 @@ class RunConfig:
     limit: int | None = None
     batch_size: int = 1
     rescore: bool = False
+    reference_set: str | None = None  # MANIFEST[:SPLIT] for set metrics; default: the split's own reference music
     progress: bool = True
 
 
@@ -154,21 +158,29 @@ def execute(cfg: RunConfig) -> RunOutcome:
         selected = pool[: cfg.limit] if cfg.limit else pool
         timings = dict(meta.get("timings", {}))
         try:
+            metrics, skipped_metrics = scoring.resolve_metrics(cfg.metrics)  # before generating: fail early
             t0 = time.perf_counter()
             gen = generate_stage(run, model, pool, selected, cfg.batch_size, cfg.progress)
             t1 = time.perf_counter()
             if cfg.rescore:
                 run.scores.reset()
-            metrics, skipped_metrics = scoring.resolve_metrics(cfg.metrics)
-            scores = scoring.score_stage(run, manifest, [c.clip for c in selected], gen, metrics, cache / "features",
-                                         cfg.progress)
+                sets_journal(run).reset()
+            provider = FeatureProvider(run, manifest, gen, FeatureCache(cache / "features"),
+                                       donor_ids(clips, gen, cfg.seed))
+            chosen = [c.clip for c in selected]
+            scores = scoring.score_clips(run, chosen, gen, metrics, provider, cfg.seed, cfg.progress)
+            reference = (ReferenceSet.parse(cfg.reference_set) if cfg.reference_set
+                         else ReferenceSet.default(manifest, cfg.split))
+            sets = scoring.score_sets(run, gen, chosen, metrics, provider, reference, cfg.seed, cfg.progress)
             t2 = time.perf_counter()
         except KeyboardInterrupt:
             run.update(status=STATUS_INTERRUPTED, updated=provenance.now())
             raise
         timings = {"generation_s": round(timings.get("generation_s", 0) + t1 - t0, 3),
-                   "scoring_s": round(timings.get("scoring_s", 0) + t2 - t1, 3)}
-        summary = scoring.summarise(run, clips, gen, scores, metrics)
+                   "scoring_s": round(timings.get("scoring_s", 0) + t2 - t1, 3),
+                   "last_scoring_s": round(t2 - t1, 3),
+                   "feature_cache": {"hits": provider.cache.hits, "misses": provider.cache.misses}}
+        summary = scoring.summarise(run, clips, gen, scores, sets, metrics, provider)
         complete = summary["counts"]["pending"] == 0 and summary["counts"]["unscored"] == 0
         status = STATUS_COMPLETE if complete else STATUS_PARTIAL
         run.update(

@@ -1,0 +1,102 @@
+"""Scoring machinery: video and null inputs, sub-scores, set metrics with cached reference statistics, stand-ins."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import testsystems
+from metrics.base import MetricInfo
+from vm_eval.data.manifest import load_manifest
+from vm_eval.registries import METRICS
+from vm_eval.registry import Entry
+from vm_eval.runner import RunConfig, execute
+from vm_eval.scoring.inputs import donor_ids
+from vm_eval.scoring.resolve import resolve_metrics
+
+
+def cfg(data_dir, results, **kw) -> RunConfig:
+    base = dict(model="test-noise", split="test", dataset="demo", data=data_dir, results=results, progress=False)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_video_and_null_inputs_give_sub_score_aggregates(data_dir, results, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_VIDEO_LOG", str(tmp_path / "video.log"))
+    out = execute(cfg(data_dir, results, metrics=["test-av"]))
+    n = out.counts["done"]
+    assert out.aggregates["test-av"]["n"] == n and out.aggregates["test-av:vs-other"]["n"] == n
+    assert out.aggregates["test-av:vs-other"]["paired_null"] == "vs-other"
+    assert len(testsystems.read_lines(tmp_path / "video.log")) == n  # each clip's video decoded once
+    scores = pd.read_parquet(out.run.dir / "scores.parquet")
+    assert set(scores.metric) == {"test-av", "test-av:vs-other"}
+    # the null uses another clip's audio: differences are not all zero
+    assert np.abs(scores[scores.metric == "test-av:vs-other"].value).max() > 0
+    execute(cfg(data_dir, results, metrics=["test-av"], rescore=True))
+    assert len(testsystems.read_lines(tmp_path / "video.log")) == n  # features came from the cache
+
+
+def test_donors_are_never_self_and_skip_clips_without_output():
+    from vm_eval.data.manifest import Clip
+
+    clips = [Clip(id=f"c{i}", video="v.mp4", start=0, end=5, split="test") for i in range(6)]
+    gen = {f"c{i}": {"status": "done"} for i in range(6) if i != 2}
+    donors = donor_ids(clips, gen, seed=0)
+    assert set(donors) == set(gen) and all(d != c and d in gen for c, d in donors.items())
+    assert donor_ids(clips, gen, seed=0) == donors and donor_ids(clips, {"c0": {"status": "done"}}, 0) == {}
+
+
+def test_set_metric_caches_reference_statistics(data_dir, results, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_REFSTATS_LOG", str(tmp_path / "ref.log"))
+    a = execute(cfg(data_dir, results, metrics=["test-set-rms"]))
+    agg = a.aggregates["test-set-rms"]
+    n_ref = sum(1 for c in load_manifest(data_dir / "demo").split("test") if c.reference)
+    assert agg["kind"] == "set" and agg["n"] == a.counts["done"] and agg["n_reference"] == n_ref
+    assert agg["reference_set"]["name"] == "demo:test" and agg["reference_set"]["n"] == n_ref
+    b = execute(cfg(data_dir, results, metrics=["test-set-rms"], model="random-retrieval"))
+    assert len(testsystems.read_lines(tmp_path / "ref.log")) == 1  # another system, same reference set: cached
+    assert b.aggregates["test-set-rms"]["mean"] < agg["mean"]  # real music is closer to the reference set
+    scores = pd.read_parquet(b.run.dir / "scores.parquet")
+    assert (scores.metric == "test-set-rms:per-clip").sum() == b.counts["done"]
+
+
+def test_reference_set_option_is_recorded(data_dir, results):
+    manifest = data_dir / "demo" / "manifest.jsonl"
+    out = execute(cfg(data_dir, results, metrics=["test-set-rms"], reference_set=f"{manifest}:train"))
+    ref = out.aggregates["test-set-rms"]["reference_set"]
+    n_train = sum(1 for c in load_manifest(manifest).split("train") if c.reference)
+    assert ref["name"].endswith(":train") and ref["n"] == n_train
+
+
+def test_stand_in_metric_yields_to_a_standard_one(monkeypatch):
+    class StandIn:
+        info = MetricInfo(name="x-standin", version=1, units="", higher_is_better=False, description="", standard=False)
+
+        def score(self, audio, sr, ctx):
+            return 0.0
+
+    class Standard:
+        info = MetricInfo(name="x-standard", version=1, units="", higher_is_better=False, description="")
+
+        def score(self, audio, sr, ctx):
+            return 0.0
+
+    monkeypatch.setattr(METRICS, "_entries", {})
+    METRICS.add(Entry("x-standin", StandIn, "", family="x"))
+    chosen, skipped = resolve_metrics(None)
+    assert [m.name for m in chosen] == ["x-standin"]
+    METRICS.add(Entry("x-standard", Standard, "", family="x"))
+    chosen, skipped = resolve_metrics(None)
+    assert [m.name for m in chosen] == ["x-standard"] and "standard backbone" in skipped["x-standin"]
+    chosen, _ = resolve_metrics(["x-standin"])  # asked for by name: it runs
+    assert [m.name for m in chosen] == ["x-standin"]
+
+
+def test_metric_needing_weights_is_skipped_with_the_file_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("VM_EVAL_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(METRICS, "_entries", {})
+    METRICS.add(Entry("x-fad", "metrics.duration:DurationError", "", weights=("vggish",)))
+    chosen, skipped = resolve_metrics(None)
+    assert chosen == [] and "vggish" in skipped["x-fad"]
+    with pytest.raises(RuntimeError, match="vggish"):
+        resolve_metrics(["x-fad"])

@@ -1,0 +1,93 @@
+"""Aggregates of a run: per-clip metrics (and their sub-scores) as means with bootstrap CIs, set metrics as stored.
+
+Aggregates use the clips that have a current score, sorted by clip id; n and the missing count (clips of the split
+without a value) sit beside each one. The parquet tables are rewritten here, atomically.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from metrics.stats import bootstrap_mean
+from vm_eval.data.manifest import Clip
+from vm_eval.scoring.clip_stage import fingerprint
+from vm_eval.scoring.inputs import FeatureProvider
+from vm_eval.scoring.resolve import BoundMetric
+from vm_eval.store.run import Run
+
+DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+
+
+def _describe(m: BoundMetric) -> dict:
+    return {"key": m.key, "units": m.info.units, "higher_is_better": m.info.higher_is_better,
+            "version": m.info.version, "kind": m.info.kind, "standard": m.info.standard,
+            "backbone": m.info.backbone}
+
+
+def summarise(run: Run, clips: list[Clip], gen: dict[str, dict], scores: dict[tuple, dict], sets: dict[str, dict],
+              metrics: list[BoundMetric], provider: FeatureProvider) -> dict:
+    """Counts, aggregates and metric identities for run.json; writes clips.parquet and scores.parquet."""
+    ids = [c.id for c in clips]
+    by_id = {c.id: c for c in clips}
+    status = [gen.get(cid, {}).get("status") for cid in ids]
+    done_ids = [cid for cid, s in zip(ids, status) if s == DONE]
+    counts = {
+        "clips": len(ids), DONE: status.count(DONE), FAILED: status.count(FAILED), SKIPPED: status.count(SKIPPED),
+        "pending": sum(s is None for s in status),
+        "silent": sum(bool(gen[c].get("silent")) for c in done_ids),
+        "clipped": sum(bool(gen[c].get("clipped")) for c in done_ids),
+        "unscored": 0, "score_failed": 0,
+    }
+    aggregates: dict[str, dict] = {}
+    current: list[dict] = []
+    for m in [m for m in metrics if not m.is_set]:
+        values: dict[str, list[float]] = {"": []}
+        n_failed = n_skipped = 0
+        for cid in done_ids:
+            rec = scores.get((cid, m.key))
+            if rec is None or rec.get("inputs_sha") != fingerprint(provider, by_id[cid], m)[0]:
+                counts["unscored"] += 1
+                continue
+            current.append(rec)
+            if rec["status"] == DONE:
+                values[""].append(rec["value"])
+                for k, v in rec.get("values", {}).items():
+                    values.setdefault(k, []).append(v)
+            elif rec["status"] == FAILED:
+                n_failed += 1
+            else:
+                n_skipped += 1
+        counts["score_failed"] += n_failed
+        for suffix, vals in values.items():
+            est = bootstrap_mean(np.asarray(vals, dtype=np.float64), seed=0)
+            name = f"{m.name}:{suffix}" if suffix else m.name
+            desc = _describe(m)
+            if suffix:  # sub-scores are paired differences: positive means the main value beats its null
+                desc.update(units=m.info.units, higher_is_better=m.info.higher_is_better, paired_null=suffix)
+            aggregates[name] = {**est.as_dict(), "missing": len(ids) - est.n, "failed": n_failed,
+                                "skipped": n_skipped, **desc}
+    for m in [m for m in metrics if m.is_set]:
+        rec = sets.get(m.key)
+        if rec is None:
+            counts["unscored"] += 1
+            continue
+        if rec["status"] != DONE:
+            counts["score_failed"] += 1
+            aggregates[m.name] = {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0,
+                                  "missing": len(ids), "failed": 1, "reason": rec.get("reason"), **_describe(m)}
+            continue
+        aggregates[m.name] = {"mean": rec["value"], "lo": rec["lo"], "hi": rec["hi"], "n": rec["n"],
+                              "missing": len(ids) - rec["n"], "n_reference": rec["n_reference"],
+                              "reference_set": rec["reference_set"], "extra": rec.get("extra", {}),
+                              "confidence": 0.95, "failed": 0, **_describe(m)}
+        for cid, v in sorted(rec.get("per_clip", {}).items()):
+            current.append({"clip_id": cid, "metric": f"{m.name}:per-clip", "metric_key": m.key, "status": DONE,
+                            "value": v})
+    table = []
+    for r in current:
+        row = {k: v for k, v in r.items() if k != "values"}
+        table.append(row)
+        for k, v in r.get("values", {}).items():
+            table.append({**row, "metric": f"{r['metric']}:{k}", "value": v})
+    run.write_table("clips", [gen[c] for c in ids if c in gen])
+    run.write_table("scores", table)
+    return {"counts": counts, "aggregates": aggregates, "metrics": {m.name: m.identity() for m in metrics}}
