@@ -117,23 +117,30 @@ def cmd_models(args) -> int:
 
 
 def cmd_metrics(args) -> int:
+    from metrics.base import extractor_identity
     from vm_eval.media import RESAMPLER
     from vm_eval.registries import METRICS
 
     for e in METRICS.entries():
         ok, why = e.availability()
-        line = f"{'ok ' if ok else 'NO '} {e.name:<20} {e.summary}"
-        if ok:
-            info = e.load().info
-            arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}[info.higher_is_better]
-            rate = f"{info.sample_rate} Hz" if info.sample_rate else "native rate"
-            line += (f"\n      v{info.version}, {info.units}, {arrow}, {rate}{', mono' if info.mono else ''}, "
-                     f"key {info.key(RESAMPLER)}" + (", needs reference" if info.needs_reference else ""))
-            if info.backbone:
-                line += f", backbone {info.backbone}"
-        else:
-            line += f"\n      cannot run here: {why}"
-        print(line)
+        needs = ", ".join([*e.packages, *(f"weights:{w}" for w in e.weights)]) or "nothing extra"
+        print(f"{'ok ' if ok else 'NO '} {e.name:<28} {e.summary}\n      needs: {needs}"
+              + ("" if ok else f"; cannot run here: {why}"))
+        info = getattr(e.load(), "info", None) if ok else None  # class-level identity, when it needs no weights
+        if info is None:
+            continue
+        arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}[info.higher_is_better]
+        inputs = getattr(e.load(), "inputs", None) or {}
+        rate = "" if inputs else (f", {info.sample_rate} Hz" if info.sample_rate else ", native rate")
+        print(f"      v{info.version} {info.kind}-level, {info.units or 'unitless'}, {arrow}{rate}"
+              f"{', mono' if info.mono else ''}{', needs reference' if info.needs_reference else ''}"
+              f"{', NON-STANDARD stand-in' if not info.standard else ''}; key {info.key(RESAMPLER, inputs or None)}")
+        for k, ext in sorted(inputs.items()):
+            ident = extractor_identity(ext)
+            print(f"      input {k}: {ident['name']} v{ident['version']}"
+                  + (f" @ {ident['sample_rate']} Hz" if ident.get("sample_rate") else "")
+                  + (f" @ {ident['fps']:g} fps" if ident.get("fps") else "")
+                  + (f", backbone {ident['backbone']}" if ident.get("backbone") else ""))
     return 0
 
 

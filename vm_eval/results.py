@@ -44,26 +44,34 @@ def metric_header(name: str, agg: dict) -> str:
     return f"{name} ({agg.get('units', '')}){arrow}"
 
 
+def _grid(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    fmt = lambda cells: "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
+
+
 def format_table(rows: list[dict]) -> str:
+    """Runs as columns and metrics as rows (readable with many metrics); a footer explains the cells."""
     if not rows:
         return "no runs stored"
     metrics = sorted({m for r in rows for m in r["aggregates"]})
-    header = ["dataset/split", "model", "run", "status", "clips ok/fail/skip"]
+    header = ["metric"]
+    for r in rows:
+        header.append(f"{r['model']}{'' if r['trained'] else ' [untrained]'} ({r['run_id'][:8]})")
+    body = [["dataset/split"] + [f"{r['dataset']}/{r['split']}" for r in rows],
+            ["status"] + [r["status"] for r in rows],
+            ["clips ok/fail/skip"] + [f"{r['counts'].get('done', 0)}/{r['counts'].get('failed', 0)}/"
+                                      f"{r['counts'].get('skipped', 0)} of {r['counts'].get('clips', '?')}" for r in rows]]
     for m in metrics:
         sample = next(r["aggregates"][m] for r in rows if m in r["aggregates"])
-        header.append(metric_header(m, sample))
-    body = []
-    for r in rows:
-        c = r["counts"]
-        flag = "" if r["trained"] else " [untrained]"
-        line = [f"{r['dataset']}/{r['split']}", r["model"] + flag, r["run_id"], r["status"],
-                f"{c.get('done', 0)}/{c.get('failed', 0)}/{c.get('skipped', 0)} of {c.get('clips', '?')}"]
-        line += [format_cell(r["aggregates"][m]) if m in r["aggregates"] else "-" for m in metrics]
-        body.append(line)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
-    fmt = lambda cells: "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
-    lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
-    lines.append("cells: mean [95% bootstrap CI] n=clips scored (-clips missing); ↑/↓ higher/lower is better")
+        label = metric_header(m, sample) + ("" if sample.get("standard", True) else " [non-standard]")
+        body.append([label] + [format_cell(r["aggregates"][m]) if m in r["aggregates"] else "-" for r in rows])
+    lines = _grid(header, body)
+    lines.append("cells: mean [95% bootstrap CI] n=clips scored (-clips missing); ↑/↓ higher/lower is better; "
+                 "name:vs-X = paired difference against null X")
+    skipped = sorted({f"{k} ({v})" for r in rows for k, v in r.get("skipped_metrics", {}).items()})
+    if skipped:
+        lines.append("not run here: " + "; ".join(skipped))
     return "\n".join(lines)
 
 
