@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from metrics.base import input_kind
+
 from vm_eval.data.manifest import Clip, Manifest, load_manifest
 from vm_eval.fsutil import json_sha256
 from vm_eval.scoring.inputs import FeatureProvider
@@ -61,28 +63,33 @@ def score_sets(run: Run, gen: dict[str, dict], selected: list[Clip], metrics: li
     done = [c for c in selected if gen.get(c.id, {}).get("status") == DONE]
     ref_desc = reference.describe(provider)
     for m in [m for m in metrics if m.is_set]:
-        ext_keys = [k for k in m.inputs if k.startswith("audio")]
-        inputs_sha = json_sha256({"gen": sorted(gen[c.id]["audio_sha256"] for c in done), "ref": ref_desc,
-                                  "seed": seed})
+        uses_ref = "reference" in m.inputs
+        gen_keys = [k for k in m.inputs if input_kind(k) != "reference"]
+        inputs_sha = json_sha256({"gen": sorted(provider.fingerprint(c, gen_keys) for c in done),
+                                  "ref": ref_desc if uses_ref else None, "seed": seed})
         prior = records.get(m.key)
         if prior is not None and prior.get("inputs_sha") == inputs_sha:
             continue
-        rec = {"metric": m.name, "metric_key": m.key, "inputs_sha": inputs_sha, "reference_set": ref_desc}
+        rec = {"metric": m.name, "metric_key": m.key, "inputs_sha": inputs_sha,
+               "reference_set": ref_desc if uses_ref else None}
         t0 = time.perf_counter()
         try:
-            if len(done) < 2 or len(reference.clips) < 2:
+            if len(done) < 2 or (uses_ref and len(reference.clips) < 2):
                 raise ValueError(f"needs at least 2 generated and 2 reference clips (have {len(done)} and "
                                  f"{len(reference.clips)})")
-            ref_ext = m.inputs["reference"]
-            stats_id = ExtractorId(f"refstats-{m.name}", 1, {"metric_key": m.key})
+            stats = None
+            if uses_ref:
+                ref_ext = m.inputs["reference"]
+                stats_id = ExtractorId(f"refstats-{m.name}", 1, {"metric_key": m.key})
 
-            def ref_stats():
-                feats = [provider.features(c, "reference", ref_ext, reference.manifest)
-                         for c in tqdm(reference.clips, desc=f"{m.name} reference", disable=not progress, leave=False)]
-                return m.metric.reference_statistics(feats)
+                def ref_stats():
+                    feats = [provider.features(c, "reference", ref_ext, reference.manifest)
+                             for c in tqdm(reference.clips, desc=f"{m.name} reference", disable=not progress,
+                                           leave=False)]
+                    return m.metric.reference_statistics(feats)
 
-            stats = provider.cache.get_or_compute(stats_id, ref_desc["content_sha256"], ref_stats)
-            gen_feats = {c.id: {k: provider.features(c, k, m.inputs[k]) for k in ext_keys}
+                stats = provider.cache.get_or_compute(stats_id, ref_desc["content_sha256"], ref_stats)
+            gen_feats = {c.id: {k: provider.features(c, k, m.inputs[k]) for k in gen_keys}
                          for c in tqdm(done, desc=f"{m.name} generated", disable=not progress, leave=False)}
             score = m.metric.score_set(gen_feats, stats, seed)
             rec.update(status=DONE, **asdict(score))

@@ -76,9 +76,9 @@ def summarise(run: Run, clips: list[Clip], gen: dict[str, dict], scores: dict[tu
                                   "missing": len(ids), "failed": 1, "reason": rec.get("reason"), **_describe(m)}
             continue
         aggregates[m.name] = {"mean": rec["value"], "lo": rec["lo"], "hi": rec["hi"], "n": rec["n"],
+                              "confidence": 0.95, "failed": 0, **_describe(m),
                               "missing": len(ids) - rec["n"], "n_reference": rec["n_reference"],
-                              "reference_set": rec["reference_set"], "extra": rec.get("extra", {}),
-                              "confidence": 0.95, "failed": 0, **_describe(m)}
+                              "reference_set": rec["reference_set"], "extra": rec.get("extra", {})}
         for cid, v in sorted(rec.get("per_clip", {}).items()):
             current.append({"clip_id": cid, "metric": f"{m.name}:per-clip", "metric_key": m.key, "status": DONE,
                             "value": v})
