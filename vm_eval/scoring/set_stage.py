@@ -61,8 +61,9 @@ def score_sets(run: Run, gen: dict[str, dict], selected: list[Clip], metrics: li
     journal = sets_journal(run)
     records = {k[0]: v for k, v in journal.latest("metric_key").items()}
     done = [c for c in selected if gen.get(c.id, {}).get("status") == DONE]
-    ref_desc = reference.describe(provider)
-    for m in [m for m in metrics if m.is_set]:
+    set_metrics = [m for m in metrics if m.is_set]
+    ref_desc = reference.describe(provider) if any("reference" in m.inputs for m in set_metrics) else None
+    for m in set_metrics:
         uses_ref = "reference" in m.inputs
         gen_keys = [k for k in m.inputs if input_kind(k) != "reference"]
         inputs_sha = json_sha256({"gen": sorted(provider.fingerprint(c, gen_keys) for c in done),
