@@ -1,0 +1,167 @@
+"""metrics.kl: the KL formula and windowing against audiocraft's (kld.py, PaSST metric), the metric class."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import vm_eval  # noqa: F401  first: installs the torchvision shim audiocraft needs on a CPU machine
+from metrics.base import ClipContext, ExtractorInfo, MetricError
+from metrics.kl import KLDivergence, kl_divergence, softmax, split_windows
+
+SR = 8000
+CLASSES = 12
+
+
+class ToyClassifier:
+    """Deterministic stand-in for an AudioSet classifier: a fixed random linear map of a 24-band log spectrum of
+    each window (windows from split_windows, as the KL metric's contract says). No pretrained weights."""
+
+    def __init__(self, window_s: float = 10.0, seed: int = 0, name: str = "toyclf"):
+        rng = np.random.default_rng(seed)
+        self.window_s = window_s
+        self.w = rng.standard_normal((CLASSES, 24)) * 0.8
+        self.b = rng.standard_normal(CLASSES)
+        self.info = ExtractorInfo(name=name, version=1, sample_rate=SR, mono=True, params={"window_s": window_s})
+
+    def window_logits(self, x: np.ndarray) -> np.ndarray:
+        power = np.abs(np.fft.rfft(np.asarray(x, np.float64))) ** 2
+        bands = np.log(np.array([b.mean() for b in np.array_split(power, 24)]) + 1e-9)
+        return self.w @ (bands - bands.mean()) / 4.0 + self.b
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        mono = np.asarray(audio).mean(axis=0)
+        wins = split_windows(mono, sample_rate, self.window_s)
+        return np.stack([self.window_logits(w) for w in wins]) if wins else np.zeros((0, CLASSES))
+
+
+def music(seed: int, seconds: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f = rng.uniform(100, 1500, size=4)
+    x = sum(np.sin(2 * np.pi * fi * t) * rng.uniform(0.1, 0.5) for fi in f) + 0.05 * rng.standard_normal(t.size)
+    return x[None, :].astype(np.float32)
+
+
+CTX = ClipContext(clip_id="c", duration_s=25.0)
+
+
+def test_matches_audiocraft_formula():
+    import torch
+    from audiocraft.metrics.kld import kl_divergence as ac_kl
+
+    rng = np.random.default_rng(0)
+    ref, gen = rng.standard_normal((7, 527)) * 3, rng.standard_normal((7, 527)) * 3
+    p_ref, p_gen = torch.softmax(torch.from_numpy(ref), -1), torch.softmax(torch.from_numpy(gen), -1)
+    # audiocraft: kl_divergence(pred=gen, target=ref) is KL(ref || gen), per pair; the metric is the mean over pairs
+    want_rg = ac_kl(p_gen, p_ref).mean().item()
+    want_gr = ac_kl(p_ref, p_gen).mean().item()  # audiocraft's "kld_qp", stable-audio-metrics' direction
+    assert kl_divergence(ref, gen, "ref-gen") == pytest.approx(want_rg, rel=1e-6)
+    assert kl_divergence(ref, gen, "gen-ref") == pytest.approx(want_gr, rel=1e-6)
+    # eps placement matters with very confident classifiers: compare where it shows
+    ref2, gen2 = ref.copy(), gen.copy()
+    ref2[:, 0] += 40.0
+    p2r, p2g = torch.softmax(torch.from_numpy(ref2), -1), torch.softmax(torch.from_numpy(gen2), -1)
+    assert kl_divergence(ref2, gen2, "ref-gen", eps=1e-3) == pytest.approx(ac_kl(p2g, p2r, 1e-3).mean().item(),
+                                                                             rel=1e-6)
+    assert kl_divergence(ref2, gen2, "gen-ref", eps=1e-3) == pytest.approx(ac_kl(p2r, p2g, 1e-3).mean().item(),
+                                                                             rel=1e-6)
+
+
+def test_matches_audiocraft_passt_metric_windowing():
+    """audiocraft's PasstKLDivergenceMetric, with the PaSST model swapped for the toy classifier, gives the same
+    value as KLDivergence on the toy classifier's features: same windows (10 s + 10 s + 5 s partial), same
+    reduction. Clips of 25 s at 8 kHz."""
+    import torch
+    from audiocraft.metrics.kld import PasstKLDivergenceMetric
+
+    clf = ToyClassifier()
+
+    class Wrapped(torch.nn.Module):
+        def forward(self, wav):  # [1, t] -> logits [1, C]
+            return torch.from_numpy(clf.window_logits(wav[0].numpy()))[None].float()
+
+    class ToyPasst(PasstKLDivergenceMetric):
+        def _initialize_model(self, pretrained_length=None):
+            self.model = Wrapped()
+            self.model_sample_rate = SR
+            self.max_input_frames = int(10 * SR)
+            self.min_input_frames = int(0.15 * SR)
+
+    gen, ref = music(1, 25.0), music(2, 25.0)
+    ac = ToyPasst()
+    ac.update(torch.from_numpy(gen)[None], torch.from_numpy(ref)[None], torch.tensor([gen.shape[-1]]),
+              torch.tensor([SR]))
+    out = ac.compute()
+    feats = {"audio": clf(gen, SR), "reference": clf(ref, SR)}
+    assert feats["audio"].shape == (3, CLASSES)
+    ours_rg = KLDivergence(clf, "ref-gen").score_features(feats, CTX)
+    ours_gr = KLDivergence(clf, "gen-ref").score_features(feats, CTX)
+    assert ours_rg == pytest.approx(out["kld"], rel=1e-5)  # audiocraft: float32 softmax and float32 sums
+    assert ours_gr == pytest.approx(out["kld_qp"], rel=1e-5)
+
+
+def test_hand_computed_two_classes():
+    # p_ref = (1/2, 1/2), p_gen = (3/4, 1/4): KL(ref || gen) = 1/2 ln(4/3); KL(gen || ref) = 3/4 ln(3/2) + 1/4 ln(1/2)
+    ref, gen = np.array([0.0, 0.0]), np.array([math.log(3.0), 0.0])
+    assert kl_divergence(ref, gen, "ref-gen", eps=0.0) == pytest.approx(0.5 * math.log(4 / 3), rel=1e-12)
+    assert kl_divergence(ref, gen, "gen-ref", eps=0.0) == pytest.approx(
+        0.75 * math.log(1.5) + 0.25 * math.log(0.5), rel=1e-12)
+    assert kl_divergence(ref, gen, "ref-gen") == pytest.approx(0.5 * math.log(4 / 3), abs=1e-5)
+
+
+def test_zero_and_asymmetry():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 20)) * 2, rng.standard_normal((4, 20)) * 2
+    assert kl_divergence(a, a, "ref-gen", eps=0.0) == pytest.approx(0.0, abs=1e-12)
+    # eps inside the log: KL(p || p) = -sum p log(1 + eps / p), slightly NEGATIVE (~ -C * eps), as in audiocraft
+    assert kl_divergence(a, a) == pytest.approx(-np.mean(np.sum(softmax(a) * np.log1p(1e-6 / softmax(a)), -1)))
+    assert -20 * 1e-6 <= kl_divergence(a, a) < 0
+    assert kl_divergence(a, b, "ref-gen") != pytest.approx(kl_divergence(a, b, "gen-ref"), rel=1e-3)
+    assert kl_divergence(a, b, "gen-ref") == pytest.approx(kl_divergence(b, a, "ref-gen"), rel=1e-12)
+    assert kl_divergence(a, b) > 0
+    # softmax saturating to exact zeros stays finite (0 log 0 = 0)
+    big = np.array([[1000.0, 0.0, -1000.0]])
+    assert math.isfinite(kl_divergence(big, np.zeros((1, 3))))
+    np.testing.assert_allclose(softmax(big).sum(), 1.0)
+    with pytest.raises(ValueError):
+        kl_divergence(a, b[:, :5])
+    with pytest.raises(ValueError):
+        kl_divergence(a, b, "sym")
+
+
+def test_split_windows_like_audiocraft():
+    x = np.arange(int(25.1 * SR))
+    assert [w.shape[0] for w in split_windows(x, SR, 10.0)] == [80000, 80000, 40800]
+    # a tail of 0.15 s or less is dropped, not padded
+    assert [w.shape[0] for w in split_windows(np.arange(20 * SR + int(0.15 * SR)), SR)] == [80000, 80000]
+    assert [w.shape[0] for w in split_windows(np.arange(20 * SR + int(0.15 * SR) + 1), SR)] == [80000, 80000, 1201]
+    assert split_windows(np.arange(100), SR) == []
+
+
+def test_metric_class():
+    clf = ToyClassifier()
+    m = KLDivergence(clf)
+    assert m.info.name == "kl-toyclf-ref-gen-w10s" and m.info.units == "nats"
+    assert m.info.higher_is_better is False and m.info.needs_reference
+    assert set(m.inputs) == {"audio", "reference"} and m.inputs["audio"] is clf
+    assert KLDivergence(ToyClassifier(2.5), "gen-ref", 2.5).info.name == "kl-toyclf-gen-ref-w2.5s"
+    with pytest.raises(ValueError, match="windows"):
+        KLDivergence(clf, window_s=5.0)
+    with pytest.raises(ValueError):
+        KLDivergence(clf, direction="both")
+
+    ref = clf(music(3, 25.0), SR)
+    same = m.score_features({"audio": ref, "reference": ref}, CTX)
+    other = m.score_features({"audio": clf(music(4, 25.0), SR), "reference": ref}, CTX)
+    assert -CLASSES * 1e-6 <= same < 0 < 1e-3 < other  # eps: KL(p || p) is -C * eps at most
+    # common windows: a longer generation is compared over the reference's windows only
+    longer = np.vstack([ref, clf(music(5, 20.0), SR)])
+    assert m.score_features({"audio": longer, "reference": ref}, CTX) == pytest.approx(same)
+    assert m.score_features({"audio": ref[:2], "reference": ref}, CTX) == pytest.approx(
+        kl_divergence(ref[:2], ref[:2]))
+    with pytest.raises(MetricError):
+        m.score_features({"audio": np.zeros((0, CLASSES)), "reference": ref}, CTX)
+    with pytest.raises(MetricError):
+        m.score_features({"audio": ref[:, :5], "reference": ref}, CTX)
