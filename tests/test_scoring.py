@@ -100,3 +100,34 @@ def test_metric_needing_weights_is_skipped_with_the_file_named(monkeypatch, tmp_
     assert chosen == [] and "vggish" in skipped["x-fad"]
     with pytest.raises(RuntimeError, match="vggish"):
         resolve_metrics(["x-fad"])
+
+
+def test_backbone_metric_runs_through_the_harness_with_weights_from_the_weights_folder(data_dir, results, tmp_path,
+                                                                                          monkeypatch):
+    """fad-vggish end to end: weights found in $VM_EVAL_WEIGHTS, backbone identity in the stored aggregate, and a
+    different checkpoint gives a different metric identity (so scores never mix)."""
+    import torch
+    from torchvggish.torchvggish import VGG, make_layers
+
+    for k in [k for k in __import__("os").environ if k.startswith("VM_EVAL_WEIGHT")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("VM_EVAL_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    chosen, skipped = resolve_metrics(None)
+    assert "fad-vggish" in skipped and "fad-logmel-nonstandard" in {m.name for m in chosen}
+    (tmp_path / "w" / "vggish").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "w" / "vggish" / "vggish-10086976.pth")
+    chosen, skipped = resolve_metrics(None)
+    names = {m.name for m in chosen}
+    assert "fad-vggish" in names and "fad-logmel-nonstandard" not in names  # the stand-in yields
+    out = execute(cfg(data_dir, results, model="ground-truth", metrics=["fad-vggish"]))
+    agg = out.aggregates["fad-vggish"]
+    assert agg["kind"] == "set" and agg["n"] == out.counts["done"] and agg["mean"] == pytest.approx(0, abs=1e-6)
+    assert agg["backbone"]["file"] == "vggish-10086976.pth" and len(agg["backbone"]["sha256"]) == 64
+    key = agg["key"]
+    torch.manual_seed(1)
+    torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "w" / "vggish" / "vggish-10086976.pth")
+    (m,) = resolve_metrics(["fad-vggish"])[0]
+    assert m.key != key

@@ -120,17 +120,22 @@ def cmd_metrics(args) -> int:
     from metrics.base import extractor_identity
     from vm_eval.media import RESAMPLER
     from vm_eval.registries import METRICS
+    from vm_eval.scoring.resolve import build
 
     for e in METRICS.entries():
         ok, why = e.availability()
         needs = ", ".join([*e.packages, *(f"weights:{w}" for w in e.weights)]) or "nothing extra"
         print(f"{'ok ' if ok else 'NO '} {e.name:<28} {e.summary}\n      needs: {needs}"
               + ("" if ok else f"; cannot run here: {why}"))
-        info = getattr(e.load(), "info", None) if ok else None  # class-level identity, when it needs no weights
-        if info is None:
+        if not ok:
             continue
+        try:
+            bound = build(e)  # loads its backbone, if any: the identity shown is the one scores will carry
+        except Exception as exc:
+            print(f"      cannot build here: {type(exc).__name__}: {exc}")
+            continue
+        info, inputs = bound.info, bound.inputs
         arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}[info.higher_is_better]
-        inputs = getattr(e.load(), "inputs", None) or {}
         rate = "" if inputs else (f", {info.sample_rate} Hz" if info.sample_rate else ", native rate")
         print(f"      v{info.version} {info.kind}-level, {info.units or 'unitless'}, {arrow}{rate}"
               f"{', mono' if info.mono else ''}{', needs reference' if info.needs_reference else ''}"

@@ -26,6 +26,31 @@ METRICS.add(Entry("loudness-lufs", "metrics.loudness:IntegratedLoudness",
                   "integrated loudness, ITU-R BS.1770-4, LUFS (descriptive)", family="level",
                   packages=("pyloudnorm",)))
 
+# Audio quality and distribution (set-level FAD against the reference set; per-pair KL on AudioSet classifiers).
+_FAD = "Frechet audio distance to the reference set"
+METRICS.add(Entry("fad-vggish", "metrics.catalog:fad_vggish", f"{_FAD}, VGGish 16 kHz 128-d (no PCA, no ReLU)",
+                  family="fad", packages=("torch", "resampy"), weights=("vggish",)))
+METRICS.add(Entry("fad-pann-cnn14-16k", "metrics.catalog:fad_pann", f"{_FAD}, PANN Cnn14 16 kHz 2048-d",
+                  family="fad", packages=("torch", "resampy"), weights=("pann-cnn14-16k",)))
+METRICS.add(Entry("fad-encodec-24khz", "metrics.catalog:fad_encodec", f"{_FAD}, EnCodec 24 kHz encoder 128-d",
+                  family="fad", packages=("torch", "encodec", "torchaudio"), weights=("encodec-24khz",)))
+METRICS.add(Entry("fad-clap-music", "metrics.catalog:fad_clap_music", f"{_FAD}, LAION-CLAP music checkpoint",
+                  family="fad", packages=("torch", "laion_clap"), weights=("clap-music",)))
+METRICS.add(Entry("fad-clap-630k-audioset", "metrics.catalog:fad_clap_630k",
+                  f"{_FAD}, LAION-CLAP 630k-audioset checkpoint", family="fad", packages=("torch", "laion_clap"),
+                  weights=("clap-630k-audioset",)))
+METRICS.add(Entry("fad-logmel-nonstandard", "metrics.catalog:fad_logmel_nonstandard",
+                  f"{_FAD}, NON-STANDARD log-mel statistics (offline stand-in; not comparable with papers)",
+                  family="fad"))
+_KL = "KL divergence of AudioSet label distributions (softmax), per 10 s window"
+for _bb, _w, _pk in (("passt", "passt", ("torch", "hear21passt")), ("pann", "pann-cnn14", ("torch", "resampy"))):
+    METRICS.add(Entry(f"kl-{_bb}-ref-gen-w10s", f"metrics.catalog:kl_{_bb}_ref_gen",
+                      f"{_KL}, KL(ref || gen) (audiocraft / audioldm_eval convention), {_bb}", family="kl",
+                      packages=_pk, weights=(_w,)))
+    METRICS.add(Entry(f"kl-{_bb}-gen-ref-w10s", f"metrics.catalog:kl_{_bb}_gen_ref",
+                      f"{_KL}, KL(gen || ref) (stable-audio-metrics convention), {_bb}", family="kl",
+                      packages=_pk, weights=(_w,)))
+
 
 def weightless_models() -> list[Entry]:
     """Models that run without any downloaded weights (what `vm-eval demo` runs)."""
