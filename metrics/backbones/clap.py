@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.backbones import checkpoint_identity, resolve_device
-from metrics.backbones.passt import load_torch_checkpoint, unwrap_state_dict
+from metrics.backbones import load_torch_checkpoint, unwrap_state_dict
 from metrics.base import ExtractorInfo, MetricError
 
 SAMPLE_RATE = 48_000

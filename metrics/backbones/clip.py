@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.backbones import checkpoint_identity, resolve_device
-from metrics.backbones.passt import load_torch_checkpoint, resolve_checkpoint, unwrap_state_dict
+from metrics.backbones import load_torch_checkpoint, resolve_checkpoint, unwrap_state_dict
 from metrics.base import ExtractorInfo
 
 CHECKPOINT_NAME = "clip-vit-b-32"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.backbones import checkpoint_identity, resolve_device
+from metrics.backbones import checkpoint_identity, resolve_checkpoint, resolve_device
 from metrics.base import ExtractorInfo, MetricError
 
 KNOWN_NAME = "encodec-24khz"
@@ -38,15 +38,6 @@ RESAMPLER = ("torchaudio.transforms.Resample defaults (sinc_interp_hann, width 6
              "float64 kernel applied in float32), as encodec.utils.convert_audio")
 
 
-def _checkpoint_file(checkpoint: str | Path, expected: str) -> Path:
-    p = Path(checkpoint).expanduser()
-    if p.is_dir():
-        p = p / expected
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {p} (expected the published file {expected})")
-    return p
-
-
 class EncodecEmbedding:
     """AudioExtractor: EnCodec 24 kHz encoder output before quantisation, [frames, 128] float32 at 75 Hz.
 
@@ -56,7 +47,7 @@ class EncodecEmbedding:
     """
 
     def __init__(self, checkpoint: str | Path, device: str | None = None, chunk_s: float = 180.0) -> None:
-        path = _checkpoint_file(checkpoint, CHECKPOINT_FILE)
+        path = resolve_checkpoint(checkpoint, CHECKPOINT_FILE)
         if chunk_s <= 0 or round(chunk_s * MODEL_RATE) % HOP:
             frame_ms = 1000 * HOP / MODEL_RATE
             raise ValueError(f"chunk_s must be a positive whole number of {frame_ms:.3f} ms frames")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.backbones import checkpoint_identity, resolve_device
+from metrics.backbones import checkpoint_identity, resolve_checkpoint, resolve_device
 from metrics.base import ExtractorInfo, MetricError
 
 RESAMPLER = "resampy kaiser_best (as frechet_audio_distance load_audio_task)"
@@ -182,15 +182,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _checkpoint_file(checkpoint: str | Path, expected: str) -> Path:
-    p = Path(checkpoint).expanduser()
-    if p.is_dir():
-        p = p / expected
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {p} (expected the published file {expected})")
-    return p
-
-
 # --------------------------------------------------------------------------------------------- extractors
 class _PannExtractor:
     known_name: str
@@ -200,7 +191,7 @@ class _PannExtractor:
 
     def __init__(self, checkpoint: str | Path, device: str | None, window_s: float | None,
                  min_window_s: float, batch_size: int, name: str) -> None:
-        path = _checkpoint_file(checkpoint, self.file_name)
+        path = resolve_checkpoint(checkpoint, self.file_name)
         state = read_state_dict(path)
         with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
             net = Cnn14(self.model_rate)

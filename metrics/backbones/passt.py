@@ -29,8 +29,7 @@ Checkpoint:
     the published ``passt-s-f128-p16-s10-ap.476-swa.pt`` is the state dict of the PaSST network (keys such as
     ``patch_embed.proj.weight``, ``time_new_pos_embed``, ``head.1.weight``, ``head_dist.weight``); a dict that
     wraps it under ``"model"`` or ``"state_dict"`` (with or without a ``module.`` prefix) is accepted too.
-    Loading is strict. Nothing is downloaded. The checkpoint helpers here (``resolve_checkpoint``,
-    ``load_torch_checkpoint``, ``unwrap_state_dict``) are shared by the CLAP and CLIP backbones.
+    Loading is strict. Nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -42,7 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.backbones import checkpoint_identity, resolve_device
+from metrics.backbones import (
+    checkpoint_identity, load_torch_checkpoint, resolve_checkpoint, resolve_device, unwrap_state_dict,
+)
 from metrics.base import ExtractorInfo, MetricError
 
 CHECKPOINT_NAME = "passt"
@@ -61,44 +62,6 @@ N_MELS = 128
 FMIN = 0.0
 FMAX = SAMPLE_RATE // 2 - 2000 // 2  # fmax=None with fmax_aug_range=2000 -> 15000 Hz
 PREEMPHASIS = 0.97
-
-
-def resolve_checkpoint(checkpoint: str | Path, file_name: str) -> Path:
-    """The checkpoint file: `checkpoint` itself, or `file_name` inside it when it is a folder."""
-    p = Path(checkpoint).expanduser()
-    if p.is_dir():
-        p = p / file_name
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {p} (expected the published {file_name})")
-    return p
-
-
-def load_torch_checkpoint(path: Path) -> dict:
-    """``torch.load(weights_only=True)``, numpy scalars and dtypes (found in training checkpoints) allowed."""
-    import torch
-
-    allowed: list = [np.dtype]
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    allowed += [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
-    allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def unwrap_state_dict(obj: dict, path: Path) -> dict:
-    """The tensor dict in a checkpoint (``state_dict`` / ``model`` wrappers, ``module.`` prefixes removed)."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path.name}: expected a state dict, got {type(obj).__name__}")
-    for key in ("state_dict", "model"):
-        if key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
 
 
 def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, fmin: float, fmax: float):

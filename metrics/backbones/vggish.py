@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metrics.backbones import checkpoint_identity, resolve_device
+from metrics.backbones import checkpoint_identity, resolve_checkpoint, resolve_device
 from metrics.base import ExtractorInfo, MetricError
 
 KNOWN_NAME = "vggish"
@@ -112,15 +112,6 @@ class VGGishNet(nn.Module):
         return self.embeddings(h)
 
 
-def _checkpoint_file(checkpoint: str | Path, expected: str) -> Path:
-    p = Path(checkpoint).expanduser()
-    if p.is_dir():
-        p = p / expected
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {p} (expected the published file {expected})")
-    return p
-
-
 class VGGishEmbedding:
     """AudioExtractor: VGGish 128-d embeddings (pre-ReLU, no PCA) per 0.96 s example, [examples, 128] float32.
 
@@ -130,7 +121,7 @@ class VGGishEmbedding:
     """
 
     def __init__(self, checkpoint: str | Path, device: str | None = None, batch_size: int = 64) -> None:
-        path = _checkpoint_file(checkpoint, CHECKPOINT_FILE)
+        path = resolve_checkpoint(checkpoint, CHECKPOINT_FILE)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
