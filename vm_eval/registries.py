@@ -51,6 +51,20 @@ for _bb, _w, _pk in (("passt", "passt", ("torch", "hear21passt")), ("pann", "pan
                       f"{_KL}, KL(gen || ref) (stable-audio-metrics convention), {_bb}", family="kl",
                       packages=_pk, weights=(_w,)))
 
+# Beat-to-visual-change alignment: madmom beats/onsets against visual events; each also reported against two nulls
+# (the same music circularly shifted, another clip's music) as paired differences `name:vs-shift`, `name:vs-other`.
+_ALIGN_PKGS = ("madmom", "scenedetect", "cv2")
+for _name, _cls, _summary in (
+    ("beat-visual-f1-cuts", "BeatVisualF1Cuts", "F-measure of music beats vs hard cuts (PySceneDetect adaptive), ±70 ms"),
+    ("beat-visual-f1-framediff", "BeatVisualF1FrameDiff",
+     "F-measure of music beats vs colour/edge frame-difference changes, ±70 ms"),
+    ("beat-align-framediff", "BeatAlignFrameDiff", "Beat Align Score (Bailando), sigma 0.12 s, per visual change"),
+    ("bhs-cuts-200ms", "BeatHitCuts", "beat hit score (LORIS form) of cuts by music beats, 0.2 s bins"),
+    ("bcs-cuts-200ms", "BeatCoverageCuts", "beat coverage score (LORIS form) of music beats by cuts, 0.2 s bins"),
+    ("av-align-adaptive", "AVAlignAdaptive", "AV-Align IoU of music onsets and optical-flow peaks (adaptive), ±1 frame"),
+):
+    METRICS.add(Entry(_name, f"metrics.alignment:{_cls}", _summary, family="alignment", packages=_ALIGN_PKGS))
+
 
 def weightless_models() -> list[Entry]:
     """Models that run without any downloaded weights (what `vm-eval demo` runs)."""
