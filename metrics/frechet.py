@@ -292,8 +292,8 @@ def bootstrap_fad_detail(
     bias = float(boot.mean() - pool.distance(np.ones(owner.shape[0])))
     alpha = (1.0 - confidence) / 2.0
     lo, hi = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
-    if method == "bias-shifted":
-        lo, hi = lo - bias, hi - bias
+    if method == "bias-shifted":  # a squared distance is never negative: the shifted bound stops at 0
+        lo, hi = max(0.0, lo - bias), max(0.0, hi - bias)
     return BootstrapFad(lo, hi, bias, len(values))
 
 

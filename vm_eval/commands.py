@@ -21,8 +21,8 @@ def _print_outcome(outcome) -> None:
           f"{c['skipped']} skipped, {c['pending']} pending of {c['clips']}", file=sys.stderr)
     if c.get("silent") or c.get("clipped"):
         print(f"  flagged outputs: {c['silent']} silent, {c['clipped']} clipped", file=sys.stderr)
-    for name, why in sorted(outcome.skipped_metrics.items()):
-        print(f"  metric {name} skipped: {why}", file=sys.stderr)
+    if outcome.skipped_metrics:
+        print(f"  {len(outcome.skipped_metrics)} metric(s) not run here (listed under the table)", file=sys.stderr)
     if outcome.failed:
         _print_failures(outcome.run)
 

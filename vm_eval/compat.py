@@ -10,7 +10,8 @@ imported, so a command that never touches the package pays nothing (``vm-eval --
   torchvision needs at import; its Python parts (transforms, models) then work, ``ops.nms`` stays unavailable.
   With a matching CUDA torch the library loads and nothing is done.
 - madmom 0.16.1 uses ``collections.MutableSequence`` (moved to ``collections.abc`` in Python 3.10) and the
-  ``np.float`` / ``np.int`` aliases (removed in NumPy 1.24). We restore those names before madmom imports.
+  ``np.float`` / ``np.int`` aliases (removed in NumPy 1.24). We restore those names before madmom imports, and
+  silence the pkg_resources deprecation warning its import triggers.
 """
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def shim_torchvision() -> None:
 def shim_madmom() -> None:
     import collections
     import collections.abc
+    import warnings
+
+    # madmom imports pkg_resources at import time; setuptools warns on every import, telling users nothing.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
     import numpy as np
 

@@ -69,9 +69,12 @@ def format_table(rows: list[dict]) -> str:
     lines = _grid(header, body)
     lines.append("cells: mean [95% bootstrap CI] n=clips scored (-clips missing); ↑/↓ higher/lower is better; "
                  "name:vs-X = paired difference against null X")
-    skipped = sorted({f"{k} ({v})" for r in rows for k, v in r.get("skipped_metrics", {}).items()})
-    if skipped:
-        lines.append("not run here: " + "; ".join(skipped))
+    by_reason: dict[str, set[str]] = {}
+    for r in rows:
+        for name, why in r.get("skipped_metrics", {}).items():
+            by_reason.setdefault(why.split(":")[0], set()).add(name)
+    for why, names in sorted(by_reason.items()):
+        lines.append(f"not run here ({why}; see `vm-eval metrics`): {', '.join(sorted(names))}")
     return "\n".join(lines)
 
 
