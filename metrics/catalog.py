@@ -81,3 +81,36 @@ def kl_pann_gen_ref(checkpoint: Path):
     from metrics.backbones.pann import PannClassifier
 
     return _kl(PannClassifier(checkpoint, window_s=10.0), "gen-ref")
+
+
+def _semantic(checkpoints: dict):
+    from metrics.backbones.clap import ClapAudio, ClapText
+    from metrics.backbones.clip import ClipVisual
+    from metrics.backbones.clip_text import ClipTextEncoder
+    from metrics.semantic import VideoDescriptors
+
+    clap = checkpoints["clap-music"]
+    audio = ClapAudio(clap)
+    text = ClapText(clap, tokenizer=checkpoints["roberta-base-tokenizer"])
+    clip = checkpoints["clip-vit-b-32"]
+    return audio, text, VideoDescriptors(ClipVisual(clip), ClipTextEncoder(clip))
+
+
+def clap_caption(checkpoints: dict):
+    from metrics.backbones.clap import ClapAudio, ClapText
+    from metrics.semantic import ClapCaptionScore
+
+    clap = checkpoints["clap-music"]
+    return ClapCaptionScore(ClapAudio(clap), ClapText(clap, tokenizer=checkpoints["roberta-base-tokenizer"]))
+
+
+def clap_video_prompt(checkpoints: dict):
+    from metrics.semantic import ClapVideoPromptScore
+
+    return ClapVideoPromptScore(*_semantic(checkpoints))
+
+
+def clap_video_retrieval(checkpoints: dict):
+    from metrics.semantic import ClapVideoRetrieval
+
+    return ClapVideoRetrieval(*_semantic(checkpoints))

@@ -51,6 +51,17 @@ for _bb, _w, _pk in (("passt", "passt", ("torch", "hear21passt")), ("pann", "pan
                       f"{_KL}, KL(gen || ref) (stable-audio-metrics convention), {_bb}", family="kl",
                       packages=_pk, weights=(_w,)))
 
+# Semantic alignment with CLAP (music checkpoint) and CLIP zero-shot video descriptors.
+_SEM = ("clap-music", "roberta-base-tokenizer")
+METRICS.add(Entry("clap-caption", "metrics.catalog:clap_caption", "CLAP music-caption cosine (clips with a caption)",
+                  family="semantic", packages=("torch", "laion_clap", "transformers"), weights=_SEM))
+METRICS.add(Entry("clap-video-prompt", "metrics.catalog:clap_video_prompt",
+                  "CLAP cosine of the music and a prompt from CLIP zero-shot video descriptors (no caption needed)",
+                  family="semantic", packages=("torch", "laion_clap", "open_clip"), weights=(*_SEM, "clip-vit-b-32")))
+METRICS.add(Entry("clap-video-retrieval", "metrics.catalog:clap_video_retrieval",
+                  "recall@1 of each clip's own video among the split's, by CLAP music-prompt similarity",
+                  family="semantic", packages=("torch", "laion_clap", "open_clip"), weights=(*_SEM, "clip-vit-b-32")))
+
 # Beat-to-visual-change alignment: madmom beats/onsets against visual events; each also reported against two nulls
 # (the same music circularly shifted, another clip's music) as paired differences `name:vs-shift`, `name:vs-other`.
 _ALIGN_PKGS = ("madmom", "scenedetect", "cv2")

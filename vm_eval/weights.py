@@ -39,6 +39,8 @@ KNOWN: dict[str, Checkpoint] = {c.name: c for c in [
                ("music_audioset_epoch_15_esc_90.14.pt",), hub_id="lukewys/laion_clap", licence="CC0-1.0"),
     Checkpoint("clap-630k-audioset", "metric backbone: LAION-CLAP general checkpoint",
                ("630k-audioset-best.pt",), hub_id="lukewys/laion_clap", licence="CC0-1.0"),
+    Checkpoint("roberta-base-tokenizer", "CLAP text branch tokenizer (roberta-base BPE files)",
+               ("vocab.json", "merges.txt"), hub_id="FacebookAI/roberta-base", licence="MIT"),
     Checkpoint("vggish", "metric backbone: VGGish (torchvggish port)", ("vggish-10086976.pth",),
                url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
                licence="Apache-2.0"),
