@@ -20,6 +20,7 @@ cheaper and exact. The result is clamped at 0: it can only dip below by round-of
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -230,9 +231,10 @@ def fad_inf(
     rng = np.random.default_rng(seed)
     ns = [int(v) for v in np.linspace(min_n, n_frames, steps)]
     points = []
-    for n in ns:
-        idx = rng.integers(0, n_frames, size=n)
-        points.append((n, pool.distance(np.bincount(idx, minlength=n_frames))))
+    with few_blas_threads(x.shape[1]):
+        for n in ns:
+            idx = rng.integers(0, n_frames, size=n)
+            points.append((n, pool.distance(np.bincount(idx, minlength=n_frames))))
     inv_n = 1.0 / np.array(ns, dtype=np.float64)
     ys = np.array([p[1] for p in points])
     slope, intercept = np.polyfit(inv_n, ys, 1)
@@ -253,6 +255,21 @@ class BootstrapFad:
     hi: float
     bias: float
     resamples: int  # resamples used (those with >= 2 pooled frames)
+
+
+SMALL_DIM = 256
+
+
+def few_blas_threads(dim: int):
+    """One BLAS thread for loops of small-matrix work (d <= SMALL_DIM): on few cores, OpenBLAS's thread start-up
+    costs more than the work itself (a 128 x 128 eigh measured 5 ms with threads, 0.35 ms without)."""
+    if dim > SMALL_DIM:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def bootstrap_fad_detail(
@@ -282,10 +299,11 @@ def bootstrap_fad_detail(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(clips), size=(resamples, len(clips)))
     values = []
-    for row in draws:
-        w = np.bincount(row, minlength=len(clips)).astype(np.float64)[owner]
-        if w.sum() >= 2:
-            values.append(pool.distance(w))
+    with few_blas_threads(ref.dim):
+        for row in draws:
+            w = np.bincount(row, minlength=len(clips)).astype(np.float64)[owner]
+            if w.sum() >= 2:
+                values.append(pool.distance(w))
     if not values or owner.shape[0] < 2:
         return BootstrapFad(math.nan, math.nan, math.nan, len(values))
     boot = np.array(values)
