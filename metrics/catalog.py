@@ -114,3 +114,13 @@ def clap_video_retrieval(checkpoints: dict):
     from metrics.semantic import ClapVideoRetrieval
 
     return ClapVideoRetrieval(*_semantic(checkpoints))
+
+
+def beat_visual_f1_clip(checkpoint: Path):
+    """Beats against VidMusician's own visual-change signal: 1 - cos of CLIP patch features between frames."""
+    from metrics.alignment import BeatVisualF1
+    from metrics.backbones.clip import ClipVisual
+    from metrics.visual_change import ClipPatchChanges
+
+    visual = ClipVisual(checkpoint)
+    return BeatVisualF1(ClipPatchChanges(visual.patch_features, visual.backbone), "clip")

@@ -131,3 +131,24 @@ def test_backbone_metric_runs_through_the_harness_with_weights_from_the_weights_
     torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "w" / "vggish" / "vggish-10086976.pth")
     (m,) = resolve_metrics(["fad-vggish"])[0]
     assert m.key != key
+
+
+def test_clip_patch_alignment_metric_wires_through_the_harness(data_dir, results, tmp_path, monkeypatch):
+    """VidMusician's own visual signal (b): random CLIP weights from $VM_EVAL_WEIGHTS, two clips (wiring only; the null needs another clip)."""
+    import open_clip
+    import torch
+
+    from vm_eval.results import format_table, run_summary
+
+    monkeypatch.setenv("VM_EVAL_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    (tmp_path / "w" / "clip-vit-b-32").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(),
+               tmp_path / "w" / "clip-vit-b-32" / "open_clip_pytorch_model.bin")
+    out = execute(cfg(data_dir, results, model="ground-truth", metrics=["beat-visual-f1-clip"], limit=2))
+    agg = out.aggregates["beat-visual-f1-clip"]
+    assert agg["n"] == 2 and 0.0 <= agg["mean"] <= 1.0 and "beat-visual-f1-clip:vs-other" in out.aggregates
+    ident = out.run.meta()["metrics"]["beat-visual-f1-clip"]["inputs"]["video"]
+    assert ident["backbone"]["name"] == "clip-vit-b-32" and ident["fps"] == 25.0
+    assert "beat-visual-f1-clip" in format_table([run_summary(out.run)])

@@ -75,6 +75,9 @@ for _name, _cls, _summary in (
     ("av-align-adaptive", "AVAlignAdaptive", "AV-Align IoU of music onsets and optical-flow peaks (adaptive), ±1 frame"),
 ):
     METRICS.add(Entry(_name, f"metrics.alignment:{_cls}", _summary, family="alignment", packages=_ALIGN_PKGS))
+METRICS.add(Entry("beat-visual-f1-clip", "metrics.catalog:beat_visual_f1_clip",
+                  "F-measure of music beats vs peaks of 1 - cos of CLIP patch features (VidMusician's signal), ±70 ms",
+                  family="alignment", packages=(*_ALIGN_PKGS, "open_clip"), weights=("clip-vit-b-32",)))
 
 
 def weightless_models() -> list[Entry]:

@@ -65,6 +65,8 @@ def format_table(rows: list[dict]) -> str:
     for m in metrics:
         sample = next(r["aggregates"][m] for r in rows if m in r["aggregates"])
         label = metric_header(m, sample) + ("" if sample.get("standard", True) else " [non-standard]")
+        if sample.get("backbone"):  # which checkpoint each number used, by name and hash
+            label += f" [{sample['backbone'].get('file', sample['backbone'].get('name'))} {sample['backbone']['sha256'][:8]}]"
         body.append([label] + [format_cell(r["aggregates"][m]) if m in r["aggregates"] else "-" for r in rows])
     lines = _grid(header, body)
     lines.append("cells: mean [95% bootstrap CI] n=clips scored (-clips missing); ↑/↓ higher/lower is better; "
