@@ -18,7 +18,6 @@ error = max |ours - upstream| / max |upstream|.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ pytest.importorskip("laion_clap")
 pytest.importorskip("librosa")
 sf = pytest.importorskip("soundfile")
 
+from backbone_helpers import isolate_weights  # noqa: E402
 from metrics.backbones import checkpoint_identity  # noqa: E402
 from metrics.backbones import clap as C  # noqa: E402
 from metrics.base import MetricError  # noqa: E402
@@ -92,12 +92,7 @@ def env(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("clap")
     mp = pytest.MonkeyPatch()
-    for k in list(os.environ):
-        if k.startswith("VM_EVAL_WEIGHT_"):
-            mp.delenv(k)
-    mp.setenv("VM_EVAL_WEIGHTS", str(tmp / "weights"))
-    mp.setenv("HF_HOME", str(tmp / "hf"))
-    mp.setenv("TORCH_HOME", str(tmp / "torch"))
+    isolate_weights(mp, tmp)
     n_vocab = write_toy_tokenizer(tmp / "tokenizer")
 
     class SmallRoberta(RobertaModel):

@@ -11,7 +11,6 @@ numpy frames through our batched port of that transform. Relative error = max |o
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 from PIL import Image  # noqa: E402
 
+from backbone_helpers import isolate_weights  # noqa: E402
 from metrics.backbones import checkpoint_identity  # noqa: E402
 from metrics.backbones import clip as V  # noqa: E402
 
@@ -49,12 +49,7 @@ def frames(t: int, h: int, w: int, seed: int) -> np.ndarray:
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clip")
     mp = pytest.MonkeyPatch()
-    for k in list(os.environ):
-        if k.startswith("VM_EVAL_WEIGHT_"):
-            mp.delenv(k)
-    mp.setenv("VM_EVAL_WEIGHTS", str(tmp / "weights"))
-    mp.setenv("HF_HOME", str(tmp / "hf"))
-    mp.setenv("TORCH_HOME", str(tmp / "torch"))
+    isolate_weights(mp, tmp)
     torch.manual_seed(0)
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
     with torch.no_grad():

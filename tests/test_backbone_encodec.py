@@ -5,7 +5,6 @@ vm_eval.weights."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from types import SimpleNamespace
 
@@ -16,27 +15,14 @@ import torch
 from metrics.backbones.encodec_emb import CHECKPOINT_FILE, EncodecEmbedding
 from metrics.base import MetricError
 from vm_eval import weights as W
-
-SR = 44_100
-
-
-def signal(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Seeded stereo test audio [2, n] float32: a different tone per channel plus noise."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * sr))
-    t = np.arange(n) / sr
-    left = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * rng.standard_normal(n)
-    right = (0.2 * np.sin(2 * np.pi * 1234.5 * t) + 0.1 * np.sin(2 * np.pi * 97.0 * t)
-             + 0.05 * rng.standard_normal(n))
-    return np.stack([left, right]).astype(np.float32)
+from backbone_helpers import SR, assert_close, isolate_weights, max_rel, signal
 
 
-def max_rel(ours: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 
-def assert_close(ours: np.ndarray, ref: np.ndarray) -> None:
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +36,7 @@ def enc(tmp_path_factory):
     folder.mkdir(parents=True)
     torch.save(upstream.state_dict(), folder / CHECKPOINT_FILE)  # the whole model's state dict, as published
     with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("VM_EVAL_WEIGHT"):
-                mp.delenv(k)
-        mp.setenv("VM_EVAL_WEIGHTS", str(root / "weights"))
-        mp.setenv("HF_HOME", str(root / "hf"))
-        mp.setenv("TORCH_HOME", str(root / "torch"))
+        isolate_weights(mp, root)
         path = W.require("encodec-24khz")
         ex = EncodecEmbedding(path, device="cpu")
         yield SimpleNamespace(upstream=upstream.eval(), path=path, root=root, ex=ex)

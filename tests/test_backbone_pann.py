@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import shutil
 import sys
 import types
@@ -21,8 +20,8 @@ import torch
 from metrics.backbones.pann import Cnn14, PannClassifier, PannEmbedding, frontend_kernels, read_state_dict
 from metrics.base import MetricError
 from vm_eval import weights as W
+from backbone_helpers import SR, assert_close, isolate_weights, max_rel, signal
 
-SR = 44_100
 FILE_16K = "Cnn14_16k_mAP=0.438.pth"
 FILE_32K = "Cnn14_mAP=0.431.pth"
 
@@ -41,23 +40,10 @@ def upstream_module(name: str):
     return importlib.import_module(f"{alias}.{name}")
 
 
-def signal(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Seeded stereo test audio [2, n] float32: a different tone per channel plus noise."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * sr))
-    t = np.arange(n) / sr
-    left = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * rng.standard_normal(n)
-    right = (0.2 * np.sin(2 * np.pi * 1234.5 * t) + 0.1 * np.sin(2 * np.pi * 97.0 * t)
-             + 0.05 * rng.standard_normal(n))
-    return np.stack([left, right]).astype(np.float32)
 
 
-def max_rel(ours: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 
-def assert_close(ours: np.ndarray, ref: np.ndarray) -> None:
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
 
 
 def randomise_batchnorm(model: torch.nn.Module) -> None:
@@ -100,12 +86,7 @@ def pann(tmp_path_factory):
     published_checkpoint(up16, root / "weights" / "pann-cnn14-16k" / FILE_16K, legacy=False)
     published_checkpoint(up32, root / "weights" / "pann-cnn14" / FILE_32K, legacy=True)
     with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("VM_EVAL_WEIGHT"):
-                mp.delenv(k)
-        mp.setenv("VM_EVAL_WEIGHTS", str(root / "weights"))
-        mp.setenv("HF_HOME", str(root / "hf"))
-        mp.setenv("TORCH_HOME", str(root / "torch"))
+        isolate_weights(mp, root)
         p16, p32 = W.require("pann-cnn14-16k"), W.require("pann-cnn14")
         yield SimpleNamespace(up16=up16, up32=up32, p16=p16, p32=p32, root=root,
                               emb=PannEmbedding(p16, device="cpu"), cls=PannClassifier(p32, device="cpu"))

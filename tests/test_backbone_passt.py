@@ -24,6 +24,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("hear21passt")
 pytest.importorskip("julius")
 
+from backbone_helpers import isolate_weights  # noqa: E402
 from metrics.backbones import checkpoint_identity  # noqa: E402
 from metrics.backbones import passt as P  # noqa: E402
 from metrics.base import MetricError  # noqa: E402
@@ -65,12 +66,7 @@ def random_passt(seed: int):
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("passt")
     mp = pytest.MonkeyPatch()
-    for k in list(os.environ):
-        if k.startswith("VM_EVAL_WEIGHT_"):
-            mp.delenv(k)
-    mp.setenv("VM_EVAL_WEIGHTS", str(tmp / "weights"))
-    mp.setenv("HF_HOME", str(tmp / "hf"))
-    mp.setenv("TORCH_HOME", str(tmp / "torch"))
+    isolate_weights(mp, tmp)
     net = random_passt(0)
     folder = tmp / "weights" / "passt"
     folder.mkdir(parents=True)

@@ -2,7 +2,6 @@
 published checkpoint file (vggish-10086976.pth) and found through vm_eval.weights."""
 from __future__ import annotations
 
-import os
 import shutil
 from types import SimpleNamespace
 
@@ -14,33 +13,14 @@ from metrics.backbones import checkpoint_identity
 from metrics.backbones.vggish import CHECKPOINT_FILE, VGGishEmbedding
 from metrics.base import MetricError
 from vm_eval import weights as W
-
-SR = 44_100
-
-
-def signal(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Seeded stereo test audio [2, n] float32: a different tone per channel plus noise."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * sr))
-    t = np.arange(n) / sr
-    left = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * rng.standard_normal(n)
-    right = (0.2 * np.sin(2 * np.pi * 1234.5 * t) + 0.1 * np.sin(2 * np.pi * 97.0 * t)
-             + 0.05 * rng.standard_normal(n))
-    return np.stack([left, right]).astype(np.float32)
+from backbone_helpers import SR, isolate_weights, max_rel, signal
 
 
-def max_rel(ours: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 
-def isolate(mp: pytest.MonkeyPatch, root) -> None:
-    """Weights only from root/weights; no real cache reachable."""
-    for k in list(os.environ):
-        if k.startswith("VM_EVAL_WEIGHT"):
-            mp.delenv(k)
-    mp.setenv("VM_EVAL_WEIGHTS", str(root / "weights"))
-    mp.setenv("HF_HOME", str(root / "hf"))
-    mp.setenv("TORCH_HOME", str(root / "torch"))
+
+
+
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +35,7 @@ def vgg(tmp_path_factory):
     # the 2019 release predates torch's zip format: write the legacy format, plain state dict, as published
     torch.save(upstream.state_dict(), folder / CHECKPOINT_FILE, _use_new_zipfile_serialization=False)
     with pytest.MonkeyPatch.context() as mp:
-        isolate(mp, root)
+        isolate_weights(mp, root)
         path = W.require("vggish")
         yield SimpleNamespace(upstream=upstream, path=path, root=root, ex=VGGishEmbedding(path, device="cpu"))
     shutil.rmtree(root, ignore_errors=True)

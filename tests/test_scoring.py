@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import testsystems
+from backbone_helpers import isolate_weights
 from metrics.base import MetricInfo
 from vm_eval.data.manifest import load_manifest
 from vm_eval.registries import METRICS
@@ -109,16 +110,12 @@ def test_backbone_metric_runs_through_the_harness_with_weights_from_the_weights_
     import torch
     from torchvggish.torchvggish import VGG, make_layers
 
-    for k in [k for k in __import__("os").environ if k.startswith("VM_EVAL_WEIGHT")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("VM_EVAL_WEIGHTS", str(tmp_path / "w"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    isolate_weights(monkeypatch, tmp_path)
     chosen, skipped = resolve_metrics(None)
     assert "fad-vggish" in skipped and "fad-logmel-nonstandard" in {m.name for m in chosen}
-    (tmp_path / "w" / "vggish").mkdir(parents=True)
+    (tmp_path / "weights" / "vggish").mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "w" / "vggish" / "vggish-10086976.pth")
+    torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "weights" / "vggish" / "vggish-10086976.pth")
     chosen, skipped = resolve_metrics(None)
     names = {m.name for m in chosen}
     assert "fad-vggish" in names and "fad-logmel-nonstandard" not in names  # the stand-in yields
@@ -128,7 +125,7 @@ def test_backbone_metric_runs_through_the_harness_with_weights_from_the_weights_
     assert agg["backbone"]["file"] == "vggish-10086976.pth" and len(agg["backbone"]["sha256"]) == 64
     key = agg["key"]
     torch.manual_seed(1)
-    torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "w" / "vggish" / "vggish-10086976.pth")
+    torch.save(VGG(make_layers(), postprocess=False).state_dict(), tmp_path / "weights" / "vggish" / "vggish-10086976.pth")
     (m,) = resolve_metrics(["fad-vggish"])[0]
     assert m.key != key
 
@@ -140,12 +137,11 @@ def test_clip_patch_alignment_metric_wires_through_the_harness(data_dir, results
 
     from vm_eval.results import format_table, run_summary
 
-    monkeypatch.setenv("VM_EVAL_WEIGHTS", str(tmp_path / "w"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    (tmp_path / "w" / "clip-vit-b-32").mkdir(parents=True)
+    isolate_weights(monkeypatch, tmp_path)
+    (tmp_path / "weights" / "clip-vit-b-32").mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(),
-               tmp_path / "w" / "clip-vit-b-32" / "open_clip_pytorch_model.bin")
+               tmp_path / "weights" / "clip-vit-b-32" / "open_clip_pytorch_model.bin")
     out = execute(cfg(data_dir, results, model="ground-truth", metrics=["beat-visual-f1-clip"], limit=2))
     agg = out.aggregates["beat-visual-f1-clip"]
     assert agg["n"] == 2 and 0.0 <= agg["mean"] <= 1.0 and "beat-visual-f1-clip:vs-other" in out.aggregates
