@@ -59,7 +59,7 @@ def test_default_injection_layers():
 # ------------------------------------------------------------------------------------------------ adapter
 
 def test_zero_identity_init_outputs_exactly_zero():
-    ad = RhythmAdapter(DIM, [0, 2, 4])
+    ad = RhythmAdapter(DIM, [0, 2, 4], identity_on_first=False)
     outs = ad(torch.rand(2, 7))
     assert list(outs) == [0, 2, 4]
     for v in outs.values():

@@ -130,14 +130,14 @@ class RhythmAdapter(nn.Module):
     """Maps a token-rate dissimilarity curve d [B, N] to per-layer additive features F_Rj [B, N, dim].
 
     ``style="vidmusician"`` (the default design):
-        ``zero_linear`` O: Linear(1 -> dim); ``identity_linears`` L_2..L_J: Linear(dim -> dim), one per injection
-        point after the first; F_R1 = O(d), F_Rj = L_j(F_R(j-1)). With ``init="zero-identity"`` O has zero
-        weight and bias (all outputs exactly 0 at init) and each L_j has identity weight and zero bias.
-        Parameter count: 2*dim + (J-1)*(dim*dim + dim) (MusicGen-medium, 9 points: 18,894,336).
-        ``identity_on_first=True`` is the variant with one Identity-Linear per injection point including the
-        first (F_R1 = L_1(O(d)), J Identity-Linears: 2*dim + J*(dim*dim + dim) = 21,250,560 for medium); the
-        outputs at init are the same (all zero), only the parameter count and the trained function differ.
-        Which one the paper uses is not public; the default follows our brief (J-1).
+        ``zero_linear`` O: Linear(1 -> dim); ``identity_linears`` L_j: Linear(dim -> dim), one per injection point
+        (``identity_on_first=True``, the default): F_R0 = O(d), F_Rj = L_j(F_R(j-1)); J Identity-Linears,
+        2*dim + J*(dim*dim + dim) parameters (MusicGen-medium, 9 points: 21,250,560). With
+        ``identity_on_first=False`` the first point takes O(d) directly (J-1 Identity-Linears: 18,894,336 for
+        medium). With ``init="zero-identity"`` O has zero weight and bias (all outputs exactly 0 at init) and each
+        L_j has identity weight and zero bias; both variants give all-zero outputs at init.
+        Which one the paper uses is not public; the default is J Identity-Linears (F_R1 = L_1(O(d))), the reading
+        of "Zero-Linear then chained Identity-Linears" that vidmusician/params.py's 24.79M arithmetic uses.
 
     ``style="musicongen"``: an independent Linear(1 -> dim) per injection point, no chain (``projections``).
         What MusiConGen (Lan et al. 2024, built on MusicGen) does, as far as we know: it feeds its rhythm/chord
@@ -158,7 +158,7 @@ class RhythmAdapter(nn.Module):
     """
 
     def __init__(self, dim: int, injection_layers: Sequence[int], init: str = "zero-identity",
-                 style: str = "vidmusician", identity_on_first: bool = False):
+                 style: str = "vidmusician", identity_on_first: bool = True):
         super().__init__()
         style = str(style).lower()  # accept "musiconGen" spellings
         if init not in INITS:
