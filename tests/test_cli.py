@@ -104,3 +104,15 @@ def test_data_check_and_build_commands(cli_env, data_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     m = load_manifest(tmp_path / "built" / "manifest.jsonl")
     assert [c.category for c in m.clips] == ["promo"] and m.clips[0].reference is not None
+
+
+def test_model_info_paper_preset_needs_no_weights(cli_env):
+    r = vm(cli_env, "model-info", "--preset", "paper")
+    assert r.returncode == 0, r.stderr
+    assert "backbone_lm" in r.stdout and "rhythm" in r.stdout and "vs the paper's 24,790,000" in r.stdout
+    pct = float(r.stdout.rsplit(":", 1)[1].strip().rstrip("%"))
+    assert abs(pct) <= 2.0
+    no_rhythm = vm(cli_env, "model-info", "--preset", "paper", "--override", "train.stage=1")
+    assert no_rhythm.returncode == 0
+    rhythm_row = next(line for line in no_rhythm.stdout.splitlines() if line.startswith("rhythm"))
+    assert rhythm_row.split()[1] == "0"  # stage 1 only: no rhythm module at all

@@ -86,3 +86,19 @@ def test_shims_run_only_when_their_package_is_imported():
     )
     out = last_json(proc)
     assert out == {"hooked": True, "before": [], "untouched": True, "after": ["madmom"], "patched": True}
+
+
+def test_laion_clap_imports_without_hub_calls_and_restores_online_mode():
+    """laion_clap fetches tokenizers at import; without a network that used to retry for minutes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("import vm_eval, laion_clap\n"
+            "from huggingface_hub import constants\n"
+            "print('offline', constants.HF_HUB_OFFLINE)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "offline False" in r.stdout  # the user's hub mode is back once laion_clap is imported
+    assert "huggingface.co" not in r.stderr  # no request was attempted

@@ -208,6 +208,8 @@ class VidMusicianConfig:
                 if i == len(parts) - 1:
                     if isinstance(node[part], dict):
                         raise KeyError(f"config key {key!r} names a section; override its fields instead")
+                    if isinstance(node[part], str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        value = str(value)  # "stage=1" from a command line is the choice "1", not the number
                     node[part] = list(value) if isinstance(value, tuple) else value
                 else:
                     node = node[part]

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", help="datasets folder (default $VM_EVAL_DATA or ./data)")
     d.add_argument("--no-decode", action="store_true", help="skip decoding (only existence and schema)")
 
+    p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
+                       description="Build VidMusician on the meta device (no weights, no memory) and print total and "
+                       "trainable parameters per component, against the paper's 24.79M trainable.")
+    p.add_argument("--preset", default="paper", choices=("paper", "tiny"))
+    p.add_argument("--override", default="", help="config overrides k=v,... with dotted keys, e.g. rhythm.init=default")
+
     p = sub.add_parser("demo", help="the demo: materialise demo data, run every weightless model on test, show results")
     _add_run_args(p)
     return ap
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from vm_eval import commands
 
     try:
-        return getattr(commands, "cmd_" + args.command)(args)
+        return getattr(commands, "cmd_" + args.command.replace("-", "_"))(args)
     except KeyboardInterrupt:
         print("\ninterrupted: finished clips are stored; run the same command again to resume", file=sys.stderr)
         return 130

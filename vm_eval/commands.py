@@ -109,6 +109,24 @@ def _availability_lines(registry) -> None:
         print(f"{state} {e.name:<20} {e.summary}\n      needs: {needs}" + (f"; {why}" if why else ""))
 
 
+def cmd_model_info(args) -> int:
+    from vidmusician.config import preset
+    from vidmusician.params import format_breakdown, parameter_breakdown
+
+    cfg = preset(args.preset)
+    overrides = parse_kv(args.override)
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    print(f"VidMusician, preset {args.preset}" + (f", overrides {overrides}" if overrides else ""))
+    from vidmusician.params import PAPER_TRAINABLE
+
+    breakdown = parameter_breakdown(cfg)
+    print(format_breakdown(breakdown))
+    trainable = breakdown["total"][1] if "total" in breakdown else sum(t for _, t in breakdown.values())
+    print(f"trainable {trainable:,} vs the paper's {PAPER_TRAINABLE:,}: {100 * (trainable / PAPER_TRAINABLE - 1):+.2f}%")
+    return 0
+
+
 def cmd_models(args) -> int:
     from vm_eval.registries import MODELS
 

@@ -9,13 +9,19 @@ imported, so a command that never touches the package pays nothing (``vm-eval --
   and transformers' model classes. If the compiled library really cannot load, we declare the two op schemas
   torchvision needs at import; its Python parts (transforms, models) then work, ``ops.nms`` stays unavailable.
   With a matching CUDA torch the library loads and nothing is done.
+- laion_clap 1.1.7 loads three tokenizers from the Hugging Face hub when imported (for its own training data
+  pipeline, which we never use), and audiocraft imports it whenever its model builders are imported. Without
+  network each of those calls retries for minutes. We import laion_clap with the hub in offline mode and restore
+  the previous mode afterwards; real downloads elsewhere are unaffected.
 - madmom 0.16.1 uses ``collections.MutableSequence`` (moved to ``collections.abc`` in Python 3.10) and the
   ``np.float`` / ``np.int`` aliases (removed in NumPy 1.24). We restore those names before madmom imports, and
   silence the pkg_resources deprecation warning its import triggers.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -69,7 +75,21 @@ def shim_madmom() -> None:
             setattr(np, name, typ)
 
 
+@contextlib.contextmanager
+def hub_offline():
+    """Hugging Face hub in offline mode for the duration (huggingface_hub's one switch), then as before."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 _SHIMS = {"torchvision": shim_torchvision, "madmom": shim_madmom}
+_AROUND = {"laion_clap": hub_offline}  # packages whose own import must run inside a context
 
 
 class _ShimFinder(importlib.abc.MetaPathFinder):
@@ -80,6 +100,19 @@ class _ShimFinder(importlib.abc.MetaPathFinder):
         if shim is not None and fullname not in _APPLIED:
             _APPLIED.add(fullname)
             shim()
+        around = _AROUND.get(fullname)
+        if around is not None and fullname not in _APPLIED:
+            _APPLIED.add(fullname)
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is not None and spec.loader is not None:
+                run = spec.loader.exec_module
+
+                def exec_module(module, _run=run, _around=around):
+                    with _around():
+                        _run(module)
+
+                spec.loader.exec_module = exec_module  # this loader object serves this one module only
+                return spec
         return None  # the normal finders do the actual import
 
 
