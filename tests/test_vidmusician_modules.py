@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidmusician.rhythm import (RhythmAdapter, cls_dissimilarity, default_injection_layers, inject,
+from vidmusician.rhythm import (RhythmAdapter, cls_dissimilarity, inject,
                                 patch_dissimilarity, to_token_rate)
 
 DIM = 48
@@ -52,6 +52,8 @@ def test_to_token_rate_interpolation():
 
 
 def test_default_injection_layers():
+    from vidmusician.config import injection_layers as default_injection_layers
+
     assert default_injection_layers(48) == [0, 4, 8, 12, 16, 20, 24, 28, 32]
     assert default_injection_layers(24) == [0, 4, 8, 12, 16]
 

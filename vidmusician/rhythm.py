@@ -30,7 +30,6 @@ __all__ = [
     "to_token_rate",
     "RhythmAdapter",
     "inject",
-    "default_injection_layers",
 ]
 
 INITS = ("zero-identity", "default")
@@ -327,13 +326,3 @@ class RhythmAdapter(nn.Module):
             return args, kwargs
 
         return hook
-
-
-def default_injection_layers(num_layers: int, block: int = 4, fraction: float = 0.75) -> List[int]:
-    """First layer of each ``block``-layer block within the first ``fraction`` of the layers.
-
-    Block starts strictly below ``fraction * num_layers``: 48 layers -> [0, 4, ..., 32] (9 points, the layout the
-    design doc quotes for MusiConGen and reads for VidMusician); 24 layers -> [0, 4, ..., 16].
-    """
-    limit = int(num_layers * fraction)
-    return list(range(0, limit, block))
