@@ -21,6 +21,8 @@ def signal(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
 
 
 def max_rel(ours: np.ndarray, ref: np.ndarray) -> float:
+    """max |ours - ref| / max |ref|, in float64."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 

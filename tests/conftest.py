@@ -37,3 +37,12 @@ def cli_env(data_dir, results) -> dict:
     env.update(VM_EVAL_DATA=str(data_dir), VM_EVAL_RESULTS=str(results), VM_EVAL_PLUGINS="testsystems",
                PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO), env.get("PYTHONPATH", "")]))
     return env
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """Small matrices in loops: BLAS threads only add contention on a shared 2-core machine (numbers unaffected)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield

@@ -19,17 +19,12 @@ torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 from PIL import Image  # noqa: E402
 
-from backbone_helpers import isolate_weights  # noqa: E402
+from backbone_helpers import isolate_weights, max_rel  # noqa: E402
 from metrics.backbones import checkpoint_identity  # noqa: E402
 from metrics.backbones import clip as V  # noqa: E402
 
 RTOL = 1e-5
 SAVED: dict = {}
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 def frames(t: int, h: int, w: int, seed: int) -> np.ndarray:
@@ -93,7 +88,7 @@ def test_matches_upstream(ours, shape):
     g, p = ours.features(x)
     assert g.shape == (shape[0], 512) and p.shape == (shape[0], 49, 768)
     assert g.dtype == np.float32 and p.dtype == np.float32
-    eg, ep = rel_err(g, g_ref), rel_err(p, p_ref)
+    eg, ep = max_rel(g, g_ref), max_rel(p, p_ref)
     print(f"clip {shape}: global max relative error {eg:.2e}, patches {ep:.2e}")
     assert eg < RTOL and ep < RTOL
     if shape[0] > 1:  # ours ran in batches of 2: across a batch boundary too

@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("hear21passt")
 pytest.importorskip("julius")
 
-from backbone_helpers import isolate_weights  # noqa: E402
+from backbone_helpers import isolate_weights, max_rel  # noqa: E402
 from metrics.backbones import checkpoint_identity  # noqa: E402
 from metrics.backbones import passt as P  # noqa: E402
 from metrics.base import MetricError  # noqa: E402
@@ -33,11 +33,6 @@ RTOL = 1e-5
 WINDOW_S = 0.5  # short windows keep the CPU test fast; the window logic is the same at 10 s
 SR_IN = 44_100
 SAVED: dict = {}
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 def stereo(seconds: float, seed: int) -> np.ndarray:
@@ -121,7 +116,7 @@ def test_logits_match_upstream(ours, upstream, seconds, windows):
     ref = audiocraft_logits(upstream, audio, SR_IN, WINDOW_S)
     assert mine.shape == ref.shape == (windows, 527)
     assert mine.dtype == np.float32
-    err = rel_err(mine, ref)
+    err = max_rel(mine, ref)
     print(f"passt logits {seconds} s: max relative error {err:.2e}")
     assert err < RTOL
 
@@ -134,7 +129,7 @@ def test_front_end_matches_upstream_mel(ours, upstream):
         ref = upstream.mel(x)
     mine = ours.mel(x)
     assert mine.shape == ref.shape
-    err = rel_err(mine, ref)
+    err = max_rel(mine, ref)
     print(f"passt log-mel front end: max relative error {err:.2e}")
     assert err < RTOL
 

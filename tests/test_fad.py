@@ -12,16 +12,7 @@ from metrics.fad import FrechetAudioDistance, pack_stats, unpack_stats
 from metrics.frechet import frechet_distance, gaussian_stats
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small matrices in loops: BLAS threads only add contention on a shared machine (numbers are unaffected)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 class FakeEmbedding:
