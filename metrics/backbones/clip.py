@@ -61,13 +61,14 @@ class ClipVisual:
     """open_clip image tower with its evaluation preprocessing on numpy frames (see the module docstring)."""
 
     def __init__(self, checkpoint: str | Path, model: str = "ViT-B-32", device: str | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, model_cfg: dict | None = None):
         import open_clip
         from open_clip.model import _build_vision_tower
         from open_clip.transform import PreprocessCfg
 
         path = resolve_checkpoint(checkpoint, CHECKPOINT_FILE)
-        cfg = open_clip.get_model_config(model)
+        # model_cfg: an open_clip-style config for towers open_clip does not name (e.g. tiny random test towers)
+        cfg = model_cfg or open_clip.get_model_config(model)
         if cfg is None:
             raise ValueError(f"open_clip has no model config {model!r}")
         vision_cfg = dict(cfg["vision_cfg"])

@@ -61,6 +61,11 @@ class ClipInput:
     has_reference = property(lambda self: self.clip.reference is not None)
 
     @property
+    def cache_root(self) -> Path:
+        """The run's cache folder (``features/`` there is the shared content-keyed FeatureCache)."""
+        return self._media_cache.parent
+
+    @property
     def video_path(self) -> Path:
         """The source video (with its audio); use `silent_video()` to give a model its input."""
         return self.manifest.resolve(self.clip.video)

@@ -1,0 +1,1 @@
+"""Training VidMusician from a manifest: frozen components, cached inputs, the `vm-eval train` command."""
