@@ -22,9 +22,11 @@ def test_demo_with_limit_then_results_json(cli_env):
     r = vm(cli_env, "demo", "--limit", "3", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "ground-truth" in r.stdout and "random-retrieval" in r.stdout and "loudness-lufs" in r.stdout
+    assert "vidmusician-tiny-random [untrained]" in r.stdout  # the demo's random-backbone model is flagged
     r = vm(cli_env, "results", "--format", "json")
     rows = json.loads(r.stdout)
-    assert {row["model"] for row in rows} == {"ground-truth", "random-retrieval"}
+    assert {row["model"] for row in rows} == {"ground-truth", "random-retrieval", "vidmusician-tiny-random"}
+    assert [row["trained"] for row in rows if row["model"] == "vidmusician-tiny-random"] == [False]
     for row in rows:
         assert row["status"] == "partial" and row["counts"]["pending"] > 0  # --limit never looks complete
         assert row["provenance"]["code"]["git_sha"] and row["provenance"]["packages"]["numpy"]

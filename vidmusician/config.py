@@ -94,7 +94,10 @@ class T5Spec:
 class SemanticConfig:
     """Global CLIP features -> Embedding Manager -> T5 encoder (LoRA) -> projector -> cross-attention."""
     clip_model: str = "ViT-B-32"  # CHOICE: CLIP variant is unknown; ViT-B-32 is the common default
-    clip_pretrained: str = "openai"
+    # CHOICE: the weights are unknown too; LAION-2B ViT-B-32 is the open_clip checkpoint the suite already knows
+    # (`vm-eval weights`: clip-vit-b-32). Also accepted: a local open_clip_pytorch_model.bin path, or "none"
+    # (random tower, tests). OpenAI's weights need clip_model="ViT-B-32-quickgelu" and a local file path.
+    clip_pretrained: str = "laion2b_s34b_b79k"
     clip_dim: int = 512  # ViT-B-32 image-embedding width (after CLIP's visual projection)
     fps: float = 1.0  # secondary readings: 1 frame per second
     t5: T5Spec = field(default_factory=T5Spec)
@@ -149,6 +152,11 @@ class TrainConfig:
     cfg_dropout: float = 0.2  # MusicGen's classifier-free-guidance training dropout
     segment_s: float = 30.0
     seed: int = 0
+    # Activation checkpointing of the frozen LM's transformer layers (audiocraft ``StreamingTransformer``
+    # ``checkpointing="torch"``: each layer's activations are recomputed in the backward pass). Trades about one
+    # extra forward pass for much less activation memory; results are unchanged (same gradients up to float
+    # round-off). Set by the trainer for the duration of ``vidmusician.train.train`` only.
+    grad_checkpointing: bool = False
 
     def __post_init__(self):
         _check_choice("train.stage", self.stage, ("1", "2", "both", "joint"))

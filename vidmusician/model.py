@@ -22,6 +22,7 @@ Depends on torch, transformers/peft (via ``semantic``) and audiocraft (via ``bac
 """
 from __future__ import annotations
 
+import contextlib
 import typing as tp
 
 import torch
@@ -173,18 +174,60 @@ class VidMusician(nn.Module):
         return to_token_rate(d, fps=fps, duration_s=float(duration_s), rate_hz=float(rh.token_rate_hz))
 
     # ------------------------------------------------------------------------------------------------ forward
+    @contextlib.contextmanager
+    def rhythm_conditioning(self, d: tp.Optional[torch.Tensor], drop: tp.Optional[torch.Tensor] = None):
+        """Make the rhythm hooks add F_Rj(d) inside the block (nothing in stage ``"1"`` or when ``d`` is None).
+
+        ``drop`` [B] bool: rows whose rhythm addition is exactly zero (classifier-free-guidance dropout; with a
+        trained adapter ``O(0) = bias != 0``, so a zero curve would not do). Blocks nest; the outer state is
+        restored on exit. The trainer wraps forward *and* backward in this block when gradient checkpointing is
+        on, because the checkpointed layers re-run their pre-hooks during the backward pass.
+        """
+        rh = self.rhythm
+        if not self.uses_rhythm or d is None:
+            with rh.conditioning(None, offset=0) as outs:
+                yield outs
+            return
+        if d.dim() == 1:
+            d = d.unsqueeze(0)
+        outs = rh(d)
+        if drop is not None:
+            keep = (~drop.bool()).to(device=next(iter(outs.values())).device)
+            outs = {j: f * keep.view(-1, 1, 1).to(f.dtype) for j, f in outs.items()}
+        prev = (rh._outputs, rh.offset, rh._auto_advance)
+        rh.set_outputs(outs, offset=0)
+        try:
+            yield outs
+        finally:
+            rh.set_outputs(prev[0], offset=prev[1], auto_advance=prev[2])
+
     def predictions(self, codes: torch.Tensor, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Tensor]],
-                    cls_mask: tp.Optional[torch.Tensor] = None, d: tp.Optional[torch.Tensor] = None):
+                    cls_mask: tp.Optional[torch.Tensor] = None, d: tp.Optional[torch.Tensor] = None,
+                    valid: tp.Optional[torch.Tensor] = None, drop: tp.Optional[torch.Tensor] = None):
         """Teacher-forced ``LMOutput`` (``logits [B, K, T, card]``, valid ``mask [B, K, T]``).
 
         ``d``: token-rate rhythm curve [B, T] (or [1, T] / [T], broadcast); ignored in stage ``"1"``.
+        ``valid``: bool [B, T], True = real frame (False = padding at the end of a shorter clip). The returned
+        mask then also excludes every position whose delay-pattern context reaches a padded frame: codebook k
+        at frame t is kept only when frame ``t + k`` is real -- exactly the positions an unpadded sequence of
+        that row's length would have.
+        ``drop``: bool [B], classifier-free-guidance condition dropout: dropped rows get
+        :meth:`~vidmusician.semantic.SemanticEncoder.null_condition` (zero vectors, mask False) as semantic
+        condition and no rhythm addition, i.e. they are the unconditional model.
         """
         cond, mask = self.semantic_condition(cls_feats, cls_mask)
-        d_used = d if (self.uses_rhythm and d is not None) else None
-        if d_used is not None and d_used.dim() == 1:
-            d_used = d_used.unsqueeze(0)
-        with self.rhythm.conditioning(d_used, offset=0):
-            return self.lm.compute_predictions(codes, [], condition_tensors=cross_condition(cond, mask))
+        if drop is not None:
+            drop = drop.to(device=cond.device).bool()
+            if drop.shape != (cond.shape[0],):
+                raise ValueError(f"drop must be [B={cond.shape[0]}], got {tuple(drop.shape)}")
+            null, null_mask = self.semantic.null_condition(cond.shape[0], cond.shape[1])
+            cond = torch.where(drop.view(-1, 1, 1), null.to(cond.dtype), cond)
+            mask = torch.where(drop.view(-1, 1), null_mask, mask.bool())
+        with self.rhythm_conditioning(d, drop):
+            out = self.lm.compute_predictions(codes, [], condition_tensors=cross_condition(cond, mask))
+        if valid is not None:
+            out = type(out)(out.logits, out.mask.bool() & _shifted_valid(valid.to(out.mask.device), codes.shape[1]))
+        return out
 
     def forward(self, codes: torch.Tensor, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Tensor]],
                 cls_mask: tp.Optional[torch.Tensor] = None, d: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -193,13 +236,30 @@ class VidMusician(nn.Module):
         return self.predictions(codes, cls_feats, cls_mask, d).logits
 
     def loss(self, codes: torch.Tensor, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Tensor]],
-             cls_mask: tp.Optional[torch.Tensor] = None, d: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+             cls_mask: tp.Optional[torch.Tensor] = None, d: tp.Optional[torch.Tensor] = None,
+             valid: tp.Optional[torch.Tensor] = None, drop: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
         """Cross-entropy of the logits against ``codes`` over the valid positions (MusicGen's training loss,
-        averaged over codebooks)."""
-        out = self.predictions(codes, cls_feats, cls_mask, d)
+        averaged over codebooks; within a codebook, averaged over all valid positions of the batch).
+        ``valid`` / ``drop``: see :meth:`predictions` (padded frames never enter the loss)."""
+        out = self.predictions(codes, cls_feats, cls_mask, d, valid=valid, drop=drop)
         losses = []
         for k in range(codes.shape[1]):
-            valid = out.mask[:, k].bool()
-            logits_k = out.logits[:, k][valid]
-            losses.append(F.cross_entropy(logits_k, codes[:, k][valid]))
+            valid_k = out.mask[:, k].bool()
+            logits_k = out.logits[:, k][valid_k]
+            losses.append(F.cross_entropy(logits_k.float(), codes[:, k][valid_k]))
         return torch.stack(losses).mean()
+
+
+def _shifted_valid(valid: torch.Tensor, n_q: int) -> torch.Tensor:
+    """valid [B, T] -> [B, K, T]: codebook k at frame t counts when frame t + k is real (delay pattern)."""
+    valid = valid.bool()
+    if valid.dim() != 2:
+        raise ValueError(f"valid must be [B, T], got {tuple(valid.shape)}")
+    B, T = valid.shape
+    rows = []
+    for k in range(n_q):
+        shifted = torch.zeros_like(valid)
+        if k < T:
+            shifted[:, : T - k] = valid[:, k:]
+        rows.append(shifted)
+    return torch.stack(rows, dim=1)

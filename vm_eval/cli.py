@@ -80,6 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper", choices=("paper", "tiny"))
     p.add_argument("--override", default="", help="config overrides k=v,... with dotted keys, e.g. rhythm.init=default")
 
+    p = sub.add_parser("train", help="train VidMusician (stage 1 semantic, stage 2 rhythm) on a dataset split",
+                       description="Train VidMusician: EnCodec tokens and CLIP features of the split are computed once "
+                       "and cached; the backbone stays frozen; stage 1 trains the semantic module (Embedding Manager, "
+                       "T5 LoRA, projector), stage 2 the rhythm adapter (zero/identity init). Re-running the same "
+                       "command resumes from the last saved step. Writes checkpoint.safetensors (trainable weights, "
+                       "config, identities of the frozen weights) when every stage is done.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  vm-eval train --preset tiny --data demo --steps 40      CPU, random weights, "
+                       "seconds\n  vm-eval train --preset paper --data data/dvmset/manifest.jsonl --stage both")
+    p.add_argument("--preset", default="tiny", choices=("paper", "tiny"),
+                   help="paper: MusicGen-medium + T5-base + ViT-B-32 (needs their weights); tiny: random CPU model")
+    p.add_argument("--data", default="demo", metavar="MANIFEST", help="manifest path or dataset name (default demo)")
+    p.add_argument("--split", default="train", help="split to train on (default train)")
+    p.add_argument("--stage", choices=("1", "2", "both", "joint"),
+                   help="1 semantic, 2 rhythm (needs --init-from), both = 1 then 2 (default), joint = one stage")
+    p.add_argument("--out", help="output folder (default <results>/train/<preset>-<config hash>)")
+    p.add_argument("--steps", type=int, help="optimiser steps per stage (default: the preset's)")
+    p.add_argument("--override", default="", help="config overrides k=v,... with dotted keys, e.g. train.lr=3e-4")
+    p.add_argument("--init-from", help="checkpoint whose weights start the training (stage 2 after a stage-1 run)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+    p.add_argument("--datasets", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("demo", help="the demo: materialise demo data, run every weightless model on test, show results")
     _add_run_args(p)
     return ap

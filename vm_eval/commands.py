@@ -70,8 +70,33 @@ def cmd_demo(args) -> int:
         _print_outcome(outcome)
         failed += outcome.failed
         rows.append(run_summary(outcome.run))
+    outcome = _demo_vidmusician(args, data)
+    failed += outcome.failed
+    rows.append(run_summary(outcome.run))
     print(format_table(rows))
     return 1 if failed else 0
+
+
+DEMO_TRAIN_STEPS = 30  # per stage: enough to show both stages and the loss falling; the backbone is random anyway
+
+
+def _demo_vidmusician(args, data: Path):
+    """Train the tiny preset briefly on the demo train split (resumes/skips when done), then run it on test."""
+    from vm_eval.models.vidmusician import DEMO_RUN, TRAIN_DIR
+    from vm_eval.runner import RunConfig, execute
+    from vm_eval.train.command import TrainRequest, run_training
+
+    results = paths.results_dir(args.results)
+    print("== vidmusician-tiny-random: train the tiny preset (random backbone) on demo/train, both stages",
+          file=sys.stderr)
+    result, out = run_training(TrainRequest(preset="tiny", data="demo", split="train", out=results / TRAIN_DIR / DEMO_RUN,
+                                            steps=DEMO_TRAIN_STEPS, results=results, data_dir=data,
+                                            progress=not args.quiet))
+    _print_training(result, out)
+    outcome = execute(RunConfig(model="vidmusician-tiny-random", split="test", dataset="demo", results=results,
+                                data=data, seed=args.seed, limit=args.limit, progress=not args.quiet))
+    _print_outcome(outcome)
+    return outcome
 
 
 def cmd_results(args) -> int:
@@ -107,6 +132,26 @@ def _availability_lines(registry) -> None:
         needs = ", ".join([*e.packages, *(f"weights:{w}" for w in e.weights)]) or "nothing extra"
         state = "ok " if ok else "NO "
         print(f"{state} {e.name:<20} {e.summary}\n      needs: {needs}" + (f"; {why}" if why else ""))
+
+
+def cmd_train(args) -> int:
+    from vm_eval.train.command import TrainRequest, run_training
+
+    req = TrainRequest(preset=args.preset, data=args.data, split=args.split, stage=args.stage,
+                       out=Path(args.out) if args.out else None, steps=args.steps, overrides=parse_kv(args.override),
+                       init_from=Path(args.init_from) if args.init_from else None, results=args.results,
+                       data_dir=args.datasets, device=args.device, progress=not args.quiet)
+    result, out = run_training(req)
+    _print_training(result, out)
+    return 0
+
+
+def _print_training(result, out) -> None:
+    for stage, losses in result.losses.items():
+        if losses:
+            print(f"stage {stage}: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    print(f"checkpoint: {result.checkpoint}")
+    print(f"use it: vm-eval run --model vidmusician --model-args checkpoint={out}")
 
 
 def cmd_model_info(args) -> int:

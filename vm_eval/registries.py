@@ -18,6 +18,13 @@ MODELS.add(Entry("random-retrieval", "baselines.reference:RandomRetrieval",
 MODELS.add(Entry("dir:", "vm_eval.models.directory:DirectoryOutputs",
                  "score a folder of existing outputs: dir:PATH, files named <clip id>.wav|.mp4|...",
                  family="external", prefix=True))
+_VIDM_PKGS = ("audiocraft", "transformers", "peft", "open_clip", "safetensors")
+MODELS.add(Entry("vidmusician", "vm_eval.models.vidmusician:VidMusicianModel",
+                 "VidMusician from a `vm-eval train` checkpoint (checkpoint=PATH, cfg=3.0, top_k, top_p, temperature, "
+                 "stride_s)", family="vidmusician", packages=_VIDM_PKGS, extra={"needs_training": True}))
+MODELS.add(Entry("vidmusician-tiny-random", "vm_eval.models.vidmusician:tiny_random",
+                 "VidMusician tiny preset on a RANDOM backbone, briefly trained by `vm-eval demo` (mechanics only)",
+                 family="vidmusician", packages=_VIDM_PKGS, extra={"needs_training": True}))
 
 # --- metrics --------------------------------------------------------------------------------------------
 METRICS.add(Entry("duration-error", "metrics.duration:DurationError",
@@ -81,8 +88,9 @@ METRICS.add(Entry("beat-visual-f1-clip", "metrics.catalog:beat_visual_f1_clip",
 
 
 def weightless_models() -> list[Entry]:
-    """Models that run without any downloaded weights (what `vm-eval demo` runs)."""
-    return [e for e in MODELS.entries() if not e.prefix and not e.weights and e.availability()[0]]
+    """Models that run without any downloaded weights or training (what `vm-eval demo` runs first)."""
+    return [e for e in MODELS.entries()
+            if not e.prefix and not e.weights and not e.extra.get("needs_training") and e.availability()[0]]
 
 
 def load_plugins() -> None:

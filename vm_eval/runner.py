@@ -135,7 +135,9 @@ def execute(cfg: RunConfig) -> RunOutcome:
     results = paths.results_dir(cfg.results)
     manifest = resolve_dataset(cfg.dataset, paths.data_dir(cfg.data))
     clips = manifest.split(cfg.split)
-    model = MODELS.create(cfg.model, **cfg.model_args)
+    # models trained by this suite look for their checkpoints under the run's results folder (not part of identity)
+    context = {"results": results} if MODELS.get(cfg.model).extra.get("needs_training") else {}
+    model = MODELS.create(cfg.model, **cfg.model_args, **context)
     checkpoints = tuple(model.checkpoints())
     spec = RunSpec(
         dataset=manifest.name, split=cfg.split, model=cfg.model, model_args=cfg.model_args, seed=cfg.seed,

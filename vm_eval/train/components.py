@@ -142,6 +142,9 @@ def resolve_components(config, random_root: str | Path | None = None, seed: int 
                        device: str | None = None) -> Components:
     """Load (or, for random components with ``create``, first write) every frozen part of ``config``."""
     root = Path(random_root) if random_root is not None else None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one-shard T5 files: its bars would only clutter our own progress output
     backbone, ids = _backbone(config, root, seed, create)
     t5, t5_ids = _t5(config, root, seed + 1, create)
     visual, clip_ids = _clip(config, root, seed + 2, create, device)

@@ -1,0 +1,291 @@
+"""Sampling from VidMusician: one window (:func:`generate_codes`), long videos by sliding windows
+(:func:`generate_long`), and EnCodec decoding to a waveform of an exact length (:func:`decode_audio`).
+
+Token alignment (the same as teacher forcing in :meth:`VidMusician.predictions`): the LM runs on MusicGen's
+delay-pattern sequence (step 0 holds only special tokens; step ``s`` predicts codebook k at frame ``s - k``) and
+the rhythm hooks add ``d[:, s]`` at sequence step ``s``. Streaming decoding feeds one step per LM call (the first
+call feeds step 0, or the whole prompt region), and ``RhythmAdapter.set_outputs(..., auto_advance=True)`` moves
+the offset by the number of steps seen, so step ``s`` receives the same feature as in a full-sequence pass.
+
+Randomness: every batch row draws from its own ``torch.Generator`` (made from its seed), so a clip's output does
+not depend on which other clips share the batch. Caveat: audiocraft's cross-attention ignores the condition mask,
+so clips whose [CLS] sequences are zero-padded to a longer batch partner see extra zero vectors; bit-identical
+batch independence therefore holds for clips with the same number of [CLS] frames (the same holds in training).
+
+Classifier-free guidance (``cfg_coef != 1``): one forward on the doubled batch ``[cond rows; null rows]``; null
+rows get the semantic null condition AND no rhythm (both conditions dropped together, as in training), and
+``logits = uncond + cfg_coef * (cond - uncond)``.
+
+Depends on torch and the model's audiocraft LM only (no vm_eval imports).
+"""
+from __future__ import annotations
+
+import math
+import typing as tp
+
+import torch
+
+from .backbone import cross_condition
+from .config import GenerationConfig
+
+__all__ = ["sample_tokens", "generate_codes", "generate_long", "plan_windows", "decode_audio", "make_generators",
+           "DEFAULT_OVERLAP_FRACTION"]
+
+# MusicGen's habit: 30 s windows advanced by 18 s, i.e. the new window keeps the last 40% of the previous one.
+DEFAULT_OVERLAP_FRACTION = 0.4
+
+Seeds = tp.Sequence[tp.Union[int, torch.Generator]]
+Progress = tp.Optional[tp.Callable[[int, int], None]]
+
+
+# ----------------------------------------------------------------------------------------------------- sampling
+def make_generators(seeds: Seeds, device: tp.Union[str, torch.device] = "cpu") -> tp.List[torch.Generator]:
+    """One ``torch.Generator`` per row: ints are seeds (a fresh generator on ``device``); generators pass through
+    unchanged (so their state continues, e.g. across sliding windows)."""
+    out = []
+    for s in seeds:
+        if isinstance(s, torch.Generator):
+            out.append(s)
+        else:
+            out.append(torch.Generator(device=torch.device(device)).manual_seed(int(s)))
+    return out
+
+
+def sample_tokens(logits: torch.Tensor, generators: tp.Sequence[torch.Generator], use_sampling: bool = True,
+                  temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0) -> torch.Tensor:
+    """Draw one token per codebook: logits [B, K, card] -> LongTensor [B, K].
+
+    Row i draws only from ``generators[i]``. ``use_sampling=False`` (or ``temperature <= 0``) is argmax.
+    MusicGen's rule: ``top_p > 0`` takes precedence over ``top_k``; ``top_k <= 0`` or ``>= card`` means no top-k
+    filter. Top-k keeps every token whose probability reaches the k-th largest (ties kept); top-p keeps the
+    smallest prefix of the sorted distribution whose mass before the token is <= p (at least the top token).
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"logits must be [B, K, card], got {tuple(logits.shape)}")
+    B, K, card = logits.shape
+    if not use_sampling or temperature <= 0.0:
+        return logits.argmax(dim=-1)
+    if len(generators) != B:
+        raise ValueError(f"need one generator per row: {len(generators)} generators for batch {B}")
+    probs = torch.softmax(logits.float() / float(temperature), dim=-1)
+    order: tp.Optional[torch.Tensor] = None
+    if top_p > 0.0:
+        probs, order = probs.sort(dim=-1, descending=True)
+        mass_before = probs.cumsum(dim=-1) - probs
+        probs = probs * (mass_before <= float(top_p)).to(probs.dtype)
+    elif 0 < top_k < card:
+        kth = probs.topk(int(top_k), dim=-1).values[..., -1:]
+        probs = probs * (probs >= kth).to(probs.dtype)
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    rows = [torch.multinomial(probs[i], 1, generator=generators[i]).squeeze(-1) for i in range(B)]
+    tokens = torch.stack(rows)  # [B, K]
+    if order is not None:
+        tokens = order.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return tokens
+
+
+# ----------------------------------------------------------------------------------------------------- one window
+def _rhythm_outputs(model, d: tp.Optional[torch.Tensor], batch: int,
+                    guided: bool) -> tp.Optional[tp.Dict[int, torch.Tensor]]:
+    """F_Rj for the hooks: [B, N, dim] (or [2B, N, dim] with zero null rows under guidance); None = no rhythm."""
+    if d is None or not model.uses_rhythm:
+        return None
+    if d.dim() == 1:
+        d = d.unsqueeze(0)
+    if d.shape[0] not in (1, batch):
+        raise ValueError(f"d has batch {d.shape[0]}, expected {batch} (or 1)")
+    outs = {}
+    for j, f in model.rhythm(d).items():
+        f = f.expand(batch, -1, -1)
+        outs[j] = torch.cat([f, torch.zeros_like(f)], dim=0) if guided else f
+    return outs
+
+
+def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Tensor]], n_frames: int,
+                   seeds: Seeds, gen: GenerationConfig, cls_mask: tp.Optional[torch.Tensor] = None,
+                   d: tp.Optional[torch.Tensor] = None, prompt: tp.Optional[torch.Tensor] = None,
+                   progress: Progress = None) -> torch.Tensor:
+    """Generate one window of ``n_frames`` EnCodec frames (50 Hz): LongTensor [B, K, n_frames].
+
+    Args:
+        model: a :class:`~vidmusician.model.VidMusician` (run in eval mode; its previous mode is restored).
+        cls_feats: 1-fps CLIP [CLS] features [B, F1, clip_dim] (+ bool ``cls_mask`` [B, F1]) or a list of
+            [F_i, clip_dim].
+        n_frames: frames to produce (prompt included), i.e. duration_s * 50.
+        seeds: one int (or ready ``torch.Generator``, continued) per row.
+        gen: sampling settings (``use_sampling``, ``temperature``, ``top_k``, ``top_p``, ``cfg_coef``).
+        d: token-rate (50 Hz) rhythm curve [B, N] (or [N] / [1, N], broadcast); step s gets ``d[:, s]``, steps
+            past N get none. Ignored when ``not model.uses_rhythm``.
+        prompt: codes [B, K, P] (P < n_frames) to continue from; they are copied to the output unchanged.
+        progress: called as ``progress(done_steps, total_steps)`` after each decoding step.
+    """
+    lm = model.lm
+    device = next(lm.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            cond, mask = model.semantic_condition(cls_feats, cls_mask)
+            B = cond.shape[0]
+            if len(seeds) != B:
+                raise ValueError(f"need one seed per row: {len(seeds)} seeds for batch {B}")
+            generators = make_generators(seeds, device)
+            guided = float(gen.cfg_coef) != 1.0
+            if guided:
+                null, null_mask = model.semantic.null_condition(B, cond.shape[1])
+                cond, mask = torch.cat([cond, null]), torch.cat([mask, null_mask.to(mask.dtype)])
+            condition_tensors = cross_condition(cond, mask)
+            rhythm = _rhythm_outputs(model, d, B, guided)
+
+            K, special = lm.num_codebooks, lm.special_token_id
+            P = 0 if prompt is None else int(prompt.shape[-1])
+            if prompt is not None and (prompt.shape[0] != B or prompt.shape[1] != K):
+                raise ValueError(f"prompt must be [{B}, {K}, P], got {tuple(prompt.shape)}")
+            if not 0 <= P < n_frames:
+                raise ValueError(f"prompt length {P} must be below n_frames={n_frames}")
+            unknown = -1
+            pattern = lm.pattern_provider.get_pattern(n_frames)
+            codes = torch.full((B, K, n_frames), unknown, dtype=torch.long, device=device)
+            if prompt is not None:
+                codes[..., :P] = prompt.to(device)
+            seq, _, seq_mask = pattern.build_pattern_sequence(codes, special)  # [B, K, S], mask [K, S]
+            first = pattern.get_first_step_with_timesteps(P)
+            total = seq.shape[-1] - first
+
+            # conditioning(None) saves the adapter state and restores it on exit (also on exceptions)
+            with model.rhythm.conditioning(None), lm.streaming():
+                model.rhythm.set_outputs(rhythm, offset=0, auto_advance=True)
+                prev = 0
+                for step in range(first, seq.shape[-1]):
+                    inp = seq[..., prev:step]  # step 0 (or the prompt region) first, then one step per call
+                    if guided:
+                        inp = torch.cat([inp, inp])
+                    logits = lm(inp, conditions=[], condition_tensors=condition_tensors)[:, :, -1]  # [., K, card]
+                    if guided:
+                        c, u = logits.split(B)
+                        logits = u + float(gen.cfg_coef) * (c - u)
+                    tok = sample_tokens(logits, generators, gen.use_sampling, gen.temperature, gen.top_k, gen.top_p)
+                    tok = torch.where(seq_mask[:, step].unsqueeze(0), tok, torch.full_like(tok, special))
+                    col = seq[..., step]
+                    seq[..., step] = torch.where(col == unknown, tok, col)  # never overwrite prompt tokens
+                    prev = step
+                    if progress is not None:
+                        progress(step - first + 1, total)
+            out, _, _ = pattern.revert_pattern_sequence(seq, special_token=unknown)
+            out = out[..., :n_frames]
+            if (out < 0).any() or (out >= lm.card).any():
+                raise RuntimeError("generation left invalid codes")  # should never happen
+    finally:
+        model.train(was_training)
+    return out.clone()  # outside inference mode: an ordinary tensor
+
+
+# ----------------------------------------------------------------------------------------------------- long videos
+def plan_windows(n_total: int, window: int, stride: int) -> tp.List[tp.Tuple[int, int, int]]:
+    """Sliding-window plan in tokens: [(start, length, prompt_length)]. Windows of ``window`` tokens start
+    ``stride`` apart; each continues from the previous one's overlapping tokens (prompt); the last one is just
+    long enough to reach ``n_total``."""
+    if n_total < 1 or window < 1:
+        raise ValueError("n_total and window must be >= 1")
+    if n_total <= window:
+        return [(0, n_total, 0)]
+    if not 0 < stride < window:
+        raise ValueError(f"stride ({stride} tokens) must be in (0, window={window})")
+    plan, t0, end = [], 0, 0
+    while True:
+        n = min(window, n_total - t0)
+        plan.append((t0, n, end - t0 if t0 > 0 else 0))
+        end = t0 + n
+        if end >= n_total:
+            return plan
+        t0 += stride
+
+
+def _cls_window(feats: torch.Tensor, t0_s: float, t1_s: float, cls_fps: float) -> torch.Tensor:
+    """The [CLS] frames whose times k / cls_fps fall in [t0_s, t1_s); at least one (the nearest) frame."""
+    eps = 1e-9
+    n = int(feats.shape[0])
+    lo = max(0, math.ceil(t0_s * cls_fps - eps))
+    hi = min(n, math.ceil(t1_s * cls_fps - eps))
+    if hi <= lo:
+        k = min(max(math.floor(t0_s * cls_fps + eps), 0), n - 1)
+        return feats[k:k + 1]
+    return feats[lo:hi]
+
+
+def _d_window(d_per_clip: tp.Optional[tp.Sequence[tp.Optional[torch.Tensor]]], start: int,
+              length: int) -> tp.Optional[torch.Tensor]:
+    """Stack d_i[start : start + length] (zero-padded: no rhythm cue) -> [B, length]; None without curves."""
+    if d_per_clip is None or all(x is None for x in d_per_clip):
+        return None
+    ref = next(x for x in d_per_clip if x is not None)
+    out = ref.new_zeros(len(d_per_clip), length, dtype=torch.float32)
+    for i, x in enumerate(d_per_clip):
+        if x is not None:
+            piece = x.reshape(-1)[start:start + length].float()
+            out[i, :piece.shape[0]] = piece
+    return out
+
+
+def _offset_progress(progress: tp.Callable[[int, int], None], base: int, grand: int) -> tp.Callable[[int, int], None]:
+    """Report one window's steps as part of the whole run."""
+    return lambda done, total: progress(base + done, grand)
+
+
+def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
+                  d_per_clip: tp.Optional[tp.Sequence[tp.Optional[torch.Tensor]]], duration_s: float,
+                  seeds: tp.Sequence[int], gen: GenerationConfig, cls_fps: float = 1.0, token_rate: int = 50,
+                  stride_s: tp.Optional[float] = None, progress: Progress = None) -> torch.Tensor:
+    """Codes for ``duration_s`` seconds of music per clip: LongTensor [B, K, round(duration_s * token_rate)].
+
+    Up to ``gen.max_duration_s`` this is one :func:`generate_codes` window. Longer: windows of W =
+    ``gen.max_duration_s`` starting every ``stride_s`` seconds (default ``W * (1 - 0.4)``, MusicGen's habit: 18 s
+    for 30 s windows); each window takes the previous output's tokens that overlap it as its prompt. A window
+    [t0, t0 + W) is conditioned on the [CLS] frames with times k / cls_fps in that range (at least one) and on
+    ``d[t0_tok:]``, so its sequence step s gets the rhythm of absolute token t0_tok + s (as in one long pass;
+    tokens past the curve's end get none). The last window is only as long as needed to reach the end.
+
+    Args:
+        cls_feats_per_clip: per clip, 1-fps [CLS] features [F_i, clip_dim] covering the whole video.
+        d_per_clip: per clip, the token-rate rhythm curve [N_i] (or None / a list with None entries).
+        seeds: one int per clip; each clip's generator is created once and continues across windows.
+        progress: ``progress(done_steps, total_steps)`` over all windows.
+    """
+    B = len(cls_feats_per_clip)
+    if len(seeds) != B or (d_per_clip is not None and len(d_per_clip) != B):
+        raise ValueError("cls_feats_per_clip, d_per_clip and seeds need one entry per clip")
+    n_total = int(round(duration_s * token_rate))
+    window = int(round(gen.max_duration_s * token_rate))
+    if stride_s is None:
+        stride_s = gen.max_duration_s * (1.0 - DEFAULT_OVERLAP_FRACTION)
+    plan = plan_windows(n_total, window, int(round(stride_s * token_rate)))
+    device = next(model.lm.parameters()).device
+    generators = make_generators(seeds, device)
+    # each window's delay-pattern sequence has len(layout) steps; decoding starts at the first non-prompt one
+    layouts = [len(model.lm.pattern_provider.get_pattern(n).layout) for _, n, _ in plan]
+    totals = [s - model.lm.pattern_provider.get_pattern(n).get_first_step_with_timesteps(p)
+              for s, (_, n, p) in zip(layouts, plan)]
+    done_before = 0
+    out = torch.zeros(B, model.lm.num_codebooks, n_total, dtype=torch.long, device=device)
+    for (t0, n, p), seq_len, steps in zip(plan, layouts, totals):
+        t0_s, t1_s = t0 / token_rate, (t0 + n) / token_rate
+        cls = [_cls_window(f, t0_s, t1_s, cls_fps) for f in cls_feats_per_clip]
+        d = _d_window(d_per_clip, t0, seq_len)
+        prompt = out[..., t0:t0 + p] if p > 0 else None
+        cb = None if progress is None else _offset_progress(progress, done_before, sum(totals))
+        codes = generate_codes(model, cls, n, generators, gen, d=d, prompt=prompt, progress=cb)
+        out[..., t0:t0 + n] = codes
+        done_before += steps
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- audio
+def decode_audio(compression_model, codes: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """EnCodec decode codes [B, K, T] -> waveform FloatTensor [B, C, n_samples] (trimmed or zero-padded at the
+    end; ``n_samples = round(duration_s * sample_rate)``, 32 kHz for MusicGen)."""
+    with torch.inference_mode():
+        wav = compression_model.decode(codes, None).float()
+    wav = wav.clone()  # outside inference mode: an ordinary tensor
+    if wav.shape[-1] >= n_samples:
+        return wav[..., :n_samples]
+    return torch.nn.functional.pad(wav, (0, n_samples - wav.shape[-1]))
