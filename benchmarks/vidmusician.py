@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import sys
 import time
@@ -135,6 +136,7 @@ def training(args) -> None:
     for stage in ("1", "2"):
         model = VidMusician(cfg, stage=stage, seed=0)
         out = Path(args.tmp) / f"train-{stage}"
+        shutil.rmtree(out, ignore_errors=True)  # a finished run in the folder would be skipped, not timed
         steps = args.train_steps
         t = time.perf_counter()
         train(model, examples, out, {}, stage=stage, steps=steps, progress=False, save_every=10**9)

@@ -117,3 +117,33 @@ def test_video_durations_are_what_the_test_expects(data_dir):
     assert len(durations) > 1
     clip = manifest.split("test")[0]
     assert probe_video(manifest.resolve(clip.video)).duration_s >= clip.duration - 1e-3
+
+
+DEMO_OVERFIT_STEPS = 30
+
+
+def test_training_on_one_demo_clip_lowers_its_loss(trained, data_dir, tmp_path):
+    """Joint training on ONE demo clip's real inputs (cached EnCodec tokens and CLIP features; the whole clip each
+    step, lr 1e-2, no cfg dropout, no LoRA dropout) for DEMO_OVERFIT_STEPS = 30 steps: final loss < 0.75 x initial.
+
+    Measured: 7.62 -> 5.13 after 10 steps, 4.98 (0.65 x) from step 20 on, still 4.97 after 150 steps at lr 3e-2. The
+    floor is the random frozen backbone's: its 2048-way output heads cannot be steered far by adapters, so the
+    < 0.5 x overfitting criterion is checked on a 64-entry backbone in test_vidmusician_train.py."""
+    from vidmusician.config import preset
+    from vidmusician.model import VidMusician
+    from vidmusician.train import train
+    from vm_eval.store.feature_cache import FeatureCache
+    from vm_eval.train.components import resolve_components
+    from vm_eval.train.prepare import training_examples
+
+    req, result, out, results = trained
+    cfg = preset("tiny").with_overrides({"train.lr": 1e-2, "train.cfg_dropout": 0.0, "train.warmup_steps": 0,
+                                         "train.segment_s": 30.0, "train.batch_size": 1, "semantic.lora_dropout": 0.0})
+    manifest = resolve_dataset("demo", data_dir)
+    clip = next(c for c in manifest.split("train") if c.reference is not None)
+    comps = resolve_components(cfg, out / "random-weights", seed=0, create=False)
+    examples, _ = training_examples(manifest, [clip], comps, cfg, FeatureCache(results / ".cache" / "features"), False)
+    model = VidMusician(cfg, stage="joint", lm=comps.backbone.lm, t5=comps.t5)
+    losses = train(model, examples, tmp_path / "one", comps.identities, stage="joint", steps=DEMO_OVERFIT_STEPS,
+                   progress=False).losses["joint"]
+    assert losses[-1] < 0.75 * losses[0], losses

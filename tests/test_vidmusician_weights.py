@@ -118,3 +118,25 @@ def test_visual_encoder_curves_match_one_pass(tmp_path):
     assert vf.cls.shape == (3, 48) and vf.d_patch[0] == 1.0 and vf.d_cls[0] == 1.0
     with pytest.raises(ValueError, match="no frames"):
         enc.encode(frames[:0], frames)
+
+
+def test_musicgen_files_found_through_the_weights_folder(upstream, monkeypatch):
+    """The lookup a real preset uses (musicgen-<scale> in $VM_EVAL_WEIGHTS), exercised at the tiny scale by
+    registering a musicgen-tiny checkpoint the way musicgen-medium is registered."""
+    from vm_eval import weights
+
+    root, musicgen = upstream
+    isolate_weights(monkeypatch, root)
+    medium = weights.KNOWN["musicgen-medium"]
+    monkeypatch.setitem(weights.KNOWN, "musicgen-tiny", weights.Checkpoint(
+        "musicgen-tiny", medium.role, medium.files, hub_id=None))
+    folder = root / "weights" / "musicgen-tiny"
+    folder.mkdir(exist_ok=True)
+    for f in (LM_FILE, COMPRESSION_FILE):
+        if not (folder / f).exists():
+            (folder / f).symlink_to(musicgen / f)
+    cfg = paper_like(musicgen).with_overrides({"backbone.checkpoint_dir": None})
+    comps = resolve_components(cfg, create=False)
+    assert comps.identities["backbone"]["name"] == "musicgen-tiny"
+    assert comps.identities["backbone"]["sha256"] == sha(musicgen / LM_FILE)
+    assert comps.identities["backbone"]["path"] == str(folder / LM_FILE)
