@@ -147,3 +147,20 @@ def test_training_on_one_demo_clip_lowers_its_loss(trained, data_dir, tmp_path):
     losses = train(model, examples, tmp_path / "one", comps.identities, stage="joint", steps=DEMO_OVERFIT_STEPS,
                    progress=False).losses["joint"]
     assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_checkpoint_on_other_backbone_weights_is_refused(trained, tmp_path):
+    """The random backbone a checkpoint was trained on is replaced by another one (same scale, other seed):
+    loading refuses, naming the backbone and both sha256."""
+    import shutil
+
+    from vidmusician.backbone import load_backbone, save_backbone
+    from vidmusician.checkpoint import CheckpointMismatch
+
+    req, result, out, results = trained
+    copy = tmp_path / "moved"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("state-*.pt"))
+    folder = next((copy / "random-weights").glob("musicgen-tiny-*"))
+    save_backbone(load_backbone("tiny", seed=99), folder)
+    with pytest.raises(CheckpointMismatch, match=r"backbone"):
+        VidMusicianModel(checkpoint=copy, results=results)
