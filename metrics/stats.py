@@ -69,3 +69,39 @@ def paired_difference(
     if x.shape != y.shape:
         raise ValueError(f"paired values need the same clips: got {x.size} and {y.size}")
     return bootstrap_mean(x - y, seed=seed, resamples=resamples, confidence=confidence)
+
+
+def bootstrap_p_value(diffs, seed: int = 0, resamples: int = DEFAULT_RESAMPLES) -> float:
+    """Two-sided p-value of H0 "mean difference = 0" by the shifted (null-centred) bootstrap over clips
+    (Efron & Tibshirani 1993, sec. 16.4): resample ``d - mean(d)`` and count resampled means at least as far from 0
+    as the observed one; ``(1 + count) / (1 + resamples)``, so never 0. NaN when n < 2."""
+    d = _clean(diffs)
+    n = d.size
+    if n < 2:
+        return math.nan
+    observed = abs(float(d.mean()))
+    centred = d - d.mean()
+    rng = np.random.default_rng(seed)
+    count = 0
+    for start in range(0, resamples, 256):
+        stop = min(resamples, start + 256)
+        means = centred[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        count += int(np.sum(np.abs(means) >= observed - 1e-12))
+    return (1 + count) / (1 + resamples)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment (Holm 1979) of a family of p-values: sort ascending, multiply the i-th smallest
+    (0-based) by (m - i), take the running maximum, cap at 1. NaN entries stay NaN and do not count in m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        out[idx] = running
+    return out

@@ -87,13 +87,37 @@ def parameter_breakdown(cfg: tp.Union[str, VidMusicianConfig] = "paper") -> Brea
 
     if cfg.train.stage == "1":
         out["rhythm"] = (0, 0)
-    else:
-        n_points = len(cfg.injection_layers)
-        n_rh = _linear(rh.in_features, scale.dim) + n_points * _linear(scale.dim, scale.dim)
+    else:  # the adapter itself on the meta device: both styles (chained identity / MusiConGen projections) count
+        from .rhythm import RhythmAdapter
+
+        with torch.device("meta"):
+            n_rh = _count(RhythmAdapter(scale.dim, cfg.injection_layers, init=rh.init, style=rh.style))
         out["rhythm"] = (n_rh, n_rh)
 
     out["total"] = (sum(v[0] for v in out.values()), sum(v[1] for v in out.values()))
     return out
+
+
+def structural_signature(cfg: tp.Union[str, VidMusicianConfig]) -> tp.Dict[str, tp.Any]:
+    """What distinguishes one ablation variant from another, without weights (meta device): trainable parameters
+    per component over all stages run, T5 mode, rhythm injection layers / init / style / source, and the stages.
+    Rhythm fields are None when no stage trains the rhythm adapter."""
+    from .train import stage_plan
+
+    cfg = preset(cfg) if isinstance(cfg, str) else cfg
+    stages = stage_plan(cfg.train.stage)
+    rhythm = any(s in ("2", "joint") for s in stages)
+    breakdown = parameter_breakdown(cfg)
+    rh = cfg.rhythm
+    return {
+        "trainable": {k: t for k, (_, t) in sorted(breakdown.items()) if k != "total" and t},
+        "t5": "scratch" if cfg.semantic.t5_init == "scratch" else "lora",
+        "injection_layers": list(cfg.injection_layers) if rhythm else None,
+        "rhythm_init": rh.init if rhythm else None,
+        "rhythm_style": rh.style.lower() if rhythm else None,
+        "rhythm_source": rh.source if rhythm else None,
+        "stages": stages,
+    }
 
 
 def trainable_total(cfg: tp.Union[str, VidMusicianConfig]) -> int:

@@ -104,6 +104,15 @@ def cmd_results(args) -> int:
 
     rows = list_runs(paths.results_dir(args.results))
     print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows).rstrip("\n"))
+    if args.format == "table":
+        from vm_eval.ablate.report import format_report
+        from vm_eval.ablate.run import list_groups
+
+        for group in list_groups(paths.results_dir(args.results)):
+            if group.get("report"):
+                order = list(group["variants"])
+                print(f"\nablation {group['grid']['name']} ({group['preset']}, {group['status']}): {group['folder']}")
+                print(format_report(group["report"], order))
     return 0
 
 
@@ -152,6 +161,21 @@ def _print_training(result, out) -> None:
             print(f"stage {stage}: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"use it: vm-eval run --model vidmusician --model-args checkpoint={out}")
+
+
+def cmd_ablate(args) -> int:
+    from vm_eval.ablate.run import AblateRequest, run_ablation
+
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
+    out = run_ablation(AblateRequest(
+        grid=Path(args.grid) if args.grid else None, preset=args.preset, data=args.data, split=args.split,
+        train_split=args.train_split, variants=split(args.variants), steps=args.steps, metrics=split(args.metrics),
+        seed=args.seed, limit=args.limit, results=args.results, data_dir=args.datasets, device=args.device,
+        progress=not args.quiet))
+    print(out.table)
+    total = sum(t["train_s"] + t["run_s"] for t in out.timings.values())
+    print(f"ablation group: {out.folder} ({total:.0f} s this call; report.json, report.csv there)")
+    return 1 if out.failed else 0
 
 
 def cmd_model_info(args) -> int:

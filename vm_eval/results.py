@@ -16,6 +16,7 @@ def run_summary(run: Run) -> dict:
         "run_id": meta.get("run_id", run.dir.name), "path": str(run.dir), "status": run.status,
         "dataset": meta.get("dataset"), "split": meta.get("split"), "model": meta.get("model"),
         "model_args": meta.get("identity", {}).get("model_args", {}), "seed": meta.get("seed"),
+        "label": meta.get("model_info", {}).get("name") or meta.get("model"),
         "trained": meta.get("model_info", {}).get("trained", True), "counts": meta.get("counts", {}),
         "aggregates": meta.get("aggregates", {}), "skipped_metrics": meta.get("skipped_metrics", {}),
         "provenance": {k: meta.get(k) for k in ("code", "packages", "environment", "checkpoints", "metrics",
@@ -44,7 +45,7 @@ def metric_header(name: str, agg: dict) -> str:
     return f"{name} ({agg.get('units', '')}){arrow}"
 
 
-def _grid(header: list[str], body: list[list[str]]) -> list[str]:
+def grid_lines(header: list[str], body: list[list[str]]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     fmt = lambda cells: "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
     return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
@@ -57,7 +58,7 @@ def format_table(rows: list[dict]) -> str:
     metrics = sorted({m for r in rows for m in r["aggregates"]})
     header = ["metric"]
     for r in rows:
-        header.append(f"{r['model']}{'' if r['trained'] else ' [untrained]'} ({r['run_id'][:8]})")
+        header.append(f"{r.get('label') or r['model']}{'' if r['trained'] else ' [untrained]'} ({r['run_id'][:8]})")
     body = [["dataset/split"] + [f"{r['dataset']}/{r['split']}" for r in rows],
             ["status"] + [r["status"] for r in rows],
             ["clips ok/fail/skip"] + [f"{r['counts'].get('done', 0)}/{r['counts'].get('failed', 0)}/"
@@ -68,7 +69,7 @@ def format_table(rows: list[dict]) -> str:
         if sample.get("backbone"):  # which checkpoint each number used, by name and hash
             label += f" [{sample['backbone'].get('file', sample['backbone'].get('name'))} {sample['backbone']['sha256'][:8]}]"
         body.append([label] + [format_cell(r["aggregates"][m]) if m in r["aggregates"] else "-" for r in rows])
-    lines = _grid(header, body)
+    lines = grid_lines(header, body)
     lines.append("cells: mean [95% bootstrap CI] n=clips scored (-clips missing); ↑/↓ higher/lower is better; "
                  "name:vs-X = paired difference against null X")
     by_reason: dict[str, set[str]] = {}
@@ -96,7 +97,8 @@ def format_json(rows: list[dict]) -> str:
     return json.dumps(rows, indent=2, sort_keys=True, default=str)
 
 
-def _scores(run: Run) -> dict[tuple[str, str], tuple[float, str]]:
+def clip_scores(run: Run) -> dict[tuple[str, str], tuple[float, str]]:
+    """{(metric, clip id): (value, metric identity key)} of every current per-clip score of a run."""
     meta = run.meta()
     keys = {m: a["key"] for m, a in meta.get("aggregates", {}).items()}
     out = {}
@@ -110,7 +112,7 @@ def compare_runs(a: Run, b: Run, seed: int = 0) -> dict[str, dict]:
     """Per metric, mean(a - b) over the clips both runs scored with the same metric identity, paired bootstrap CI."""
     from metrics.stats import paired_difference
 
-    sa, sb = _scores(a), _scores(b)
+    sa, sb = clip_scores(a), clip_scores(b)
     out = {}
     for metric in sorted({m for m, _ in sa} & {m for m, _ in sb}):
         common = sorted(c for (m, c) in sa if m == metric and (metric, c) in sb and sa[(m, c)][1] == sb[(m, c)][1])

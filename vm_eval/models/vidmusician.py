@@ -71,11 +71,12 @@ def final_stage(stages: list[str]) -> str:
 
 class VidMusicianModel:
     """Model-contract adapter. Keyword arguments override the checkpoint's generation config:
-    ``cfg`` (guidance coefficient), ``top_k``, ``top_p``, ``temperature``, ``stride_s`` (sliding-window step, s)."""
+    ``cfg`` (guidance coefficient), ``top_k``, ``top_p``, ``temperature``, ``stride_s`` (sliding-window step, s);
+    ``label`` names the model in tables (ablation variants use it)."""
 
     def __init__(self, checkpoint: str | Path | None = None, cfg: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, temperature: float | None = None, stride_s: float | None = None,
-                 device: str | None = None, name: str = "vidmusician", results: str | Path | None = None):
+                 device: str | None = None, label: str = "vidmusician", results: str | Path | None = None):
         import torch
 
         from vidmusician.backbone import default_device
@@ -102,7 +103,7 @@ class VidMusicianModel:
         self.sample_rate = int(self.compression.sample_rate)
         self._torch = torch
         self.info = ModelInfo(
-            name=name, family="vidmusician", sample_rate=self.sample_rate, max_duration_s=None,
+            name=label, family="vidmusician", sample_rate=self.sample_rate, max_duration_s=None,
             trained=self.components.pretrained,
             extra={"preset": self.config.name, "stages": stages, "checkpoint": str(self.path),
                    "generation": self.config.to_dict()["generation"]},
@@ -155,4 +156,4 @@ def tiny_random(**kwargs) -> VidMusicianModel:
     if not (folder / CHECKPOINT).is_file():
         raise FileNotFoundError(f"vidmusician-tiny-random needs {folder / CHECKPOINT}: `vm-eval demo` trains it, or "
                                 f"run `vm-eval train --preset tiny --data demo --out {folder}`")
-    return VidMusicianModel(checkpoint=folder, name="vidmusician-tiny-random", results=results, **kwargs)
+    return VidMusicianModel(checkpoint=folder, label="vidmusician-tiny-random", results=results, **kwargs)

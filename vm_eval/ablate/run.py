@@ -1,0 +1,148 @@
+"""`vm-eval ablate`: train every variant of a grid, run each on the same clips with the same seeds, score them,
+and report paired differences against the reference variant.
+
+One ablation group = one folder ``<results>/ablations/<grid>-<preset>-<hash>/``:
+``ablation.json`` (grid, preset, data, seeds, signatures, per-variant status, checkpoint and run), the variants'
+training folders ``variants/<name>/`` and ``report.json`` / ``report.csv``. The runs themselves live in the
+normal run store, so `vm-eval results` and the leaderboard see them. Everything resumes: a trained variant is
+not retrained (its training folder says so), a complete run is not regenerated, and the inputs every variant
+trains on (EnCodec tokens, CLIP features) come from the shared content-keyed cache, computed once for all.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vm_eval import paths
+from vm_eval.fsutil import atomic_write_json, json_sha256
+
+ABLATIONS_DIR = "ablations"
+
+
+@dataclass
+class AblateRequest:
+    grid: Path | None = None  # default: the paper's Table 3
+    preset: str = "tiny"
+    data: str = "demo"
+    split: str = "test"
+    train_split: str = "train"
+    variants: list[str] | None = None
+    steps: int | None = None  # per stage; default: the preset's
+    metrics: list[str] | None = None
+    seed: int = 0
+    limit: int | None = None
+    results: Path | None = None
+    data_dir: Path | None = None
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class AblationOutcome:
+    folder: Path
+    report: dict
+    table: str
+    order: list[str]
+    timings: dict = field(default_factory=dict)
+    failed: int = 0
+
+
+def group_folder(req: AblateRequest, grid, manifest_sha: str) -> Path:
+    key = json_sha256({"grid": grid.to_dict(), "preset": req.preset, "data": manifest_sha, "split": req.split,
+                       "train_split": req.train_split, "steps": req.steps, "seed": req.seed,
+                       "metrics": req.metrics, "limit": req.limit})
+    return paths.results_dir(req.results) / ABLATIONS_DIR / f"{grid.name}-{req.preset}-{key[:10]}"
+
+
+def run_ablation(req: AblateRequest) -> AblationOutcome:
+    from vm_eval.ablate.grid import check_signatures, load_grid
+    from vm_eval.ablate.report import build_report, format_report
+    from vm_eval.data import resolve_dataset
+    from vm_eval.runner import RunConfig, execute
+    from vm_eval.train.command import TrainRequest, run_training
+
+    grid = load_grid(req.grid).select(req.variants)
+    signatures = check_signatures(grid, req.preset)  # before any training: a wrong grid costs nothing
+    manifest = resolve_dataset(req.data, paths.data_dir(req.data_dir))
+    folder = group_folder(req, grid, manifest.content_hash(manifest.split(req.split)))
+    state_path = folder / "ablation.json"
+    state = {"grid": grid.to_dict(), "grid_file": str(grid.path), "preset": req.preset, "data": str(manifest.path),
+             "split": req.split, "train_split": req.train_split, "seed": req.seed, "steps": req.steps,
+             "metrics": req.metrics, "limit": req.limit, "signatures": signatures, "status": "running",
+             "variants": {}}
+    if state_path.is_file():
+        import json
+
+        state["variants"] = json.loads(state_path.read_text()).get("variants", {})
+    # the reference first, so a partial ablation already has something to compare with
+    order = [grid.reference] + [n for n in grid.names if n != grid.reference]
+    timings: dict[str, dict] = {}
+    runs = {}
+    failed = 0
+    print(f"ablation {grid.name} ({len(order)} variants, preset {req.preset}) -> {folder}", file=sys.stderr)
+    for name in order:
+        variant = grid.get(name)
+        print(f"== {name}: {variant.label} {variant.overrides or ''}", file=sys.stderr)
+        t0 = time.perf_counter()
+        train_dir = folder / "variants" / name
+        result, _ = run_training(TrainRequest(
+            preset=req.preset, data=req.data, split=req.train_split, overrides=variant.overrides, out=train_dir,
+            steps=req.steps, results=req.results, data_dir=req.data_dir, device=req.device, progress=req.progress))
+        t1 = time.perf_counter()
+        outcome = execute(RunConfig(
+            model="vidmusician", dataset=req.data, split=req.split, results=req.results, data=req.data_dir,
+            model_args={"checkpoint": str(train_dir), "label": f"vidmusician/{grid.name}/{name}"},
+            metrics=req.metrics, seed=req.seed, limit=req.limit, progress=req.progress))
+        t2 = time.perf_counter()
+        failed += outcome.failed
+        runs[name] = outcome.run
+        timings[name] = {"train_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2)}
+        state["variants"][name] = {"label": variant.label, "overrides": variant.overrides,
+                                   "checkpoint": str(result.checkpoint), "run_id": outcome.run.dir.name,
+                                   "run": str(outcome.run.dir), "run_status": outcome.status,
+                                   "losses": {s: [v[0], v[-1]] for s, v in result.losses.items() if v},
+                                   "timings": timings[name]}
+        atomic_write_json(state_path, state)  # after every variant: an interruption loses at most one
+    report = build_report(runs, grid.reference, {v.name: v.label for v in grid.variants}, seed=req.seed)
+    atomic_write_json(folder / "report.json", report)
+    _write_csv(folder / "report.csv", report)
+    state["status"] = "complete" if all(v.get("run_status") == "complete" for v in state["variants"].values()) \
+        else "partial"
+    atomic_write_json(state_path, state)
+    return AblationOutcome(folder, report, format_report(report, order), order, timings, failed)
+
+
+def _write_csv(path: Path, report: dict) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["variant", "metric", "mean_diff", "lo", "hi", "n", "p", "p_holm", "significant"])
+    for v, d in sorted(report["differences"].items()):
+        for m, e in sorted(d.items()):
+            w.writerow([v, m, e["mean"], e["lo"], e["hi"], e["n"], e["p"], e.get("p_holm", ""),
+                        e.get("significant", "")])
+    from vm_eval.fsutil import atomic_write_text
+
+    atomic_write_text(path, buf.getvalue())
+
+
+def list_groups(results: Path | None = None) -> list[dict]:
+    """Every stored ablation group: its ablation.json plus the report when present."""
+    import json
+
+    root = paths.results_dir(results) / ABLATIONS_DIR
+    out = []
+    for state in sorted(root.glob("*/ablation.json")) if root.is_dir() else []:
+        try:
+            data = json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        rep = state.with_name("report.json")
+        data["folder"] = str(state.parent)
+        data["report"] = json.loads(rep.read_text()) if rep.is_file() else None
+        out.append(data)
+    return out
