@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="generate music for a split, score it, store the run",
                        description="Generate music for every clip of a split (skipping clips already generated), "
-                       "score it, aggregate with 95%% bootstrap CIs, store the run and print a table. Re-running the "
+                       "score it, aggregate with 95% bootstrap CIs, store the run and print a table. Re-running the "
                        "same command resumes. Exit code 1 if any clip failed.")
     p.add_argument("--model", required=True, help="model name (see `vm-eval models`) or dir:PATH of existing outputs")
     p.add_argument("--split", default="test", help="dataset split (default test)")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="train and score an ablation grid; paired differences vs the full model",
                        description="Train every variant of an ablation grid (default: the paper's Table 3) from the "
                        "same cached inputs, run each on the same clips with the same seeds, score them, and print every "
-                       "metric as a paired bootstrap difference against the reference variant with its 95%% CI; * marks "
+                       "metric as a paired bootstrap difference against the reference variant with its 95% CI; * marks "
                        "Holm-corrected significance across variants x metrics. Trained variants and finished runs are "
                        "reused: re-running the same command resumes.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
