@@ -119,25 +119,29 @@ def test_bootstrap_p_value_separates_shift_from_noise():
     assert np.isnan(bootstrap_p_value([1.0]))
 
 
-def test_two_variant_grid_end_to_end_and_resume(data_dir, tmp_path, capsys):
+def test_two_variant_grid_end_to_end_in_two_processes_and_resume(data_dir, tmp_path):
+    """Two variants against the full model: the reference alone first, then both variants in two worker processes;
+    a second identical call retrains and regenerates nothing and reproduces the report."""
     from vm_eval.ablate.run import AblateRequest, list_groups, run_ablation
 
-    req = AblateRequest(variants=["no-rhythm"], data="demo", split="test", steps=4, limit=3, data_dir=data_dir,
-                        results=tmp_path / "results", metrics=["duration-error", "beat-visual-f1-cuts"],
-                        progress=False)
+    req = AblateRequest(variants=["no-rhythm", "rhythm-cls"], data="demo", split="test", steps=4, limit=2, jobs=2,
+                        data_dir=data_dir, results=tmp_path / "results", progress=False,
+                        metrics=["duration-error", "beat-visual-f1-cuts"])
     out = run_ablation(req)
-    assert out.order == ["full", "no-rhythm"] and out.failed == 0
+    assert out.order == ["full", "no-rhythm", "rhythm-cls"] and out.failed == 0
     rep = out.report
     diff = rep["differences"]["no-rhythm"]["beat-visual-f1-cuts"]
-    assert diff["n"] == diff["clips"] >= 2 and diff["lo"] <= diff["mean"] <= diff["hi"] and "p_holm" in diff
-    assert rep["family_size"] == 2 and "Holm" in rep["correction"]
-    assert "No rhythm (stage 1 only)" in out.table and "Full model (reference)" in out.table
+    assert diff["n"] == diff["clips"] == 2 and diff["lo"] <= diff["mean"] <= diff["hi"] and "p_holm" in diff
+    assert rep["family_size"] == 4 and "Holm" in rep["correction"]  # 2 variants x 2 metrics with a direction
+    for label in ("No rhythm (stage 1 only)", "Rhythm from [CLS] similarity", "Full model (reference)"):
+        assert label in out.table
     state = json.loads((out.folder / "ablation.json").read_text())
-    assert set(state["variants"]) == {"full", "no-rhythm"} and state["status"] == "partial"  # --limit
+    assert set(state["variants"]) == {"full", "no-rhythm", "rhythm-cls"} and state["status"] == "partial"  # --limit
     assert state["signatures"]["no-rhythm"]["stages"] == ["1"]
+    assert state["signatures"]["rhythm-cls"]["rhythm_source"] == "cls"
     runs = {n: v["run"] for n, v in state["variants"].items()}
-    assert len(set(runs.values())) == 2
-    # resume: nothing is retrained or regenerated
+    assert len(set(runs.values())) == 3
+    # resume: nothing is retrained or regenerated, the report is the same
     mtimes = {n: (out.folder / "variants" / n / "checkpoint.safetensors").stat().st_mtime_ns for n in runs}
     journals = {n: (Path(r) / "journal" / "generation.jsonl").read_text() for n, r in runs.items()}
     again = run_ablation(req)

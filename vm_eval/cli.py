@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="optimiser steps per stage (default: the preset's)")
     p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the best available)")
+    p.add_argument("--jobs", type=int, help="variants trained and run at once after the reference, one process each "
+                   "(default: 1 on a GPU machine, every core on a CPU-only one)")
     p.add_argument("--datasets", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
     p.add_argument("--limit", type=int, help="only the first N clips of the split; the runs stay 'partial'")

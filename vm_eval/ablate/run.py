@@ -10,9 +10,10 @@ trains on (EnCodec tokens, CLIP features) come from the shared content-keyed cac
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vm_eval import paths
@@ -36,6 +37,7 @@ class AblateRequest:
     results: Path | None = None
     data_dir: Path | None = None
     device: str | None = None
+    jobs: int | None = None  # variants at once after the reference (default: see default_jobs)
     progress: bool = True
 
 
@@ -60,8 +62,7 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
     from vm_eval.ablate.grid import check_signatures, load_grid
     from vm_eval.ablate.report import build_report, format_report
     from vm_eval.data import resolve_dataset
-    from vm_eval.runner import RunConfig, execute
-    from vm_eval.train.command import TrainRequest, run_training
+    from vm_eval.store.run import RunStore
 
     grid = load_grid(req.grid).select(req.variants)
     signatures = check_signatures(grid, req.preset)  # before any training: a wrong grid costs nothing
@@ -76,35 +77,38 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
         import json
 
         state["variants"] = json.loads(state_path.read_text()).get("variants", {})
-    # the reference first, so a partial ablation already has something to compare with
+    # the reference first (alone: it also fills the shared input cache), then the others, `jobs` at a time
     order = [grid.reference] + [n for n in grid.names if n != grid.reference]
-    timings: dict[str, dict] = {}
-    runs = {}
-    failed = 0
-    print(f"ablation {grid.name} ({len(order)} variants, preset {req.preset}) -> {folder}", file=sys.stderr)
-    for name in order:
-        variant = grid.get(name)
-        print(f"== {name}: {variant.label} {variant.overrides or ''}", file=sys.stderr)
-        t0 = time.perf_counter()
-        train_dir = folder / "variants" / name
-        result, _ = run_training(TrainRequest(
-            preset=req.preset, data=req.data, split=req.train_split, overrides=variant.overrides, out=train_dir,
-            steps=req.steps, results=req.results, data_dir=req.data_dir, device=req.device, progress=req.progress))
-        t1 = time.perf_counter()
-        outcome = execute(RunConfig(
-            model="vidmusician", dataset=req.data, split=req.split, results=req.results, data=req.data_dir,
-            model_args={"checkpoint": str(train_dir), "label": f"vidmusician/{grid.name}/{name}"},
-            metrics=req.metrics, seed=req.seed, limit=req.limit, progress=req.progress))
-        t2 = time.perf_counter()
-        failed += outcome.failed
-        runs[name] = outcome.run
-        timings[name] = {"train_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2)}
-        state["variants"][name] = {"label": variant.label, "overrides": variant.overrides,
-                                   "checkpoint": str(result.checkpoint), "run_id": outcome.run.dir.name,
-                                   "run": str(outcome.run.dir), "run_status": outcome.status,
-                                   "losses": {s: [v[0], v[-1]] for s, v in result.losses.items() if v},
-                                   "timings": timings[name]}
-        atomic_write_json(state_path, state)  # after every variant: an interruption loses at most one
+    jobs = default_jobs(req, len(order) - 1)
+    print(f"ablation {grid.name} ({len(order)} variants, preset {req.preset}, {jobs} at a time) -> {folder}",
+          file=sys.stderr)
+    results: dict[str, dict] = {}
+
+    def record(name: str, res: dict) -> None:
+        results[name] = res
+        state["variants"][name] = res["entry"]
+        atomic_write_json(state_path, state)  # after every variant: an interruption loses at most the running ones
+
+    rest = order[1:]
+    with _cpu_threads(1 if _on_cpu(req) else None):  # one thread everywhere: results never depend on --jobs
+        record(grid.reference, run_variant(req, grid.reference, folder))
+        if jobs <= 1:
+            for name in rest:
+                record(name, run_variant(req, name, folder))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_single_threaded) as pool:
+                futures = {name: pool.submit(run_variant, replace(req, progress=False), name, folder)
+                           for name in rest}
+                for name in rest:
+                    record(name, futures[name].result())
+    store = RunStore(paths.results_dir(req.results))
+    runs = {name: store.find(results[name]["entry"]["run"]) for name in order}
+    timings = {name: results[name]["entry"]["timings"] for name in order}
+    failed = sum(results[name]["failed"] for name in order)
     report = build_report(runs, grid.reference, {v.name: v.label for v in grid.variants}, seed=req.seed)
     atomic_write_json(folder / "report.json", report)
     _write_csv(folder / "report.csv", report)
@@ -112,6 +116,77 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
         else "partial"
     atomic_write_json(state_path, state)
     return AblationOutcome(folder, report, format_report(report, order), order, timings, failed)
+
+
+def _on_cpu(req: AblateRequest) -> bool:
+    import torch
+
+    return (req.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+
+
+def default_jobs(req: AblateRequest, n_variants: int) -> int:
+    """Variants trained and run at once after the reference: one on a GPU machine (one model at a time fills
+    it), every core on a CPU-only machine (tiny models use one core each: decoding is Python-bound)."""
+    import os
+
+    if req.jobs is not None:
+        return max(1, int(req.jobs))
+    return max(1, min(os.cpu_count() or 1, n_variants)) if _on_cpu(req) else 1
+
+
+def _single_threaded() -> None:
+    """Worker initialiser. On CPU, float reductions depend on the thread count and a changed logit can change a
+    sampled token, so every process of an ablation computes with one thread."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    """torch and BLAS limited to ``n`` threads inside the block (None: unchanged); restored afterwards."""
+    if n is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_variant(req: AblateRequest, name: str, folder: Path) -> dict:
+    """Train (or reuse) one variant and run it on the split; returns its ablation.json entry and failure count."""
+    from vm_eval.ablate.grid import load_grid
+    from vm_eval.runner import RunConfig, execute
+    from vm_eval.train.command import TrainRequest, run_training
+
+    grid = load_grid(req.grid)
+    variant = grid.get(name)
+    print(f"== {name}: {variant.label} {variant.overrides or ''}", file=sys.stderr)
+    t0 = time.perf_counter()
+    train_dir = folder / "variants" / name
+    result, _ = run_training(TrainRequest(
+        preset=req.preset, data=req.data, split=req.train_split, overrides=variant.overrides, out=train_dir,
+        steps=req.steps, results=req.results, data_dir=req.data_dir, device=req.device, progress=req.progress))
+    t1 = time.perf_counter()
+    outcome = execute(RunConfig(
+        model="vidmusician", dataset=req.data, split=req.split, results=req.results, data=req.data_dir,
+        model_args={"checkpoint": str(train_dir), "label": f"vidmusician/{grid.name}/{name}"},
+        metrics=req.metrics, seed=req.seed, limit=req.limit, progress=req.progress))
+    t2 = time.perf_counter()
+    entry = {"label": variant.label, "overrides": variant.overrides, "checkpoint": str(result.checkpoint),
+             "run_id": outcome.run.dir.name, "run": str(outcome.run.dir), "run_status": outcome.status,
+             "losses": {s: [v[0], v[-1]] for s, v in result.losses.items() if v},
+             "timings": {"train_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2)}}
+    return {"entry": entry, "failed": outcome.failed}
 
 
 def _write_csv(path: Path, report: dict) -> None:
