@@ -21,6 +21,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_training_args(p: argparse.ArgumentParser, split: str, split_help: str) -> None:
+    """What `train` and `ablate` share: preset, data, steps, device, folders, progress."""
+    p.add_argument("--preset", default="tiny", choices=("paper", "tiny"),
+                   help="paper: MusicGen-medium + T5-base + ViT-B-32 (needs their weights); tiny: random CPU model")
+    p.add_argument("--data", default="demo", metavar="MANIFEST", help="manifest path or dataset name (default demo)")
+    p.add_argument("--split", default=split, help=f"{split_help} (default {split})")
+    p.add_argument("--steps", type=int, help="optimiser steps per stage (default: the preset's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+    p.add_argument("--datasets", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="vm-eval", description="Evaluate and benchmark video-to-music generation.", epilog=EPILOG,
@@ -89,20 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  vm-eval train --preset tiny --data demo --steps 40      CPU, random weights, "
                        "seconds\n  vm-eval train --preset paper --data data/dvmset/manifest.jsonl --stage both")
-    p.add_argument("--preset", default="tiny", choices=("paper", "tiny"),
-                   help="paper: MusicGen-medium + T5-base + ViT-B-32 (needs their weights); tiny: random CPU model")
-    p.add_argument("--data", default="demo", metavar="MANIFEST", help="manifest path or dataset name (default demo)")
-    p.add_argument("--split", default="train", help="split to train on (default train)")
+    _add_training_args(p, "train", "split to train on")
     p.add_argument("--stage", choices=("1", "2", "both", "joint"),
                    help="1 semantic, 2 rhythm (needs --init-from), both = 1 then 2 (default), joint = one stage")
     p.add_argument("--out", help="output folder (default <results>/train/<preset>-<config hash>)")
-    p.add_argument("--steps", type=int, help="optimiser steps per stage (default: the preset's)")
     p.add_argument("--override", default="", help="config overrides k=v,... with dotted keys, e.g. train.lr=3e-4")
     p.add_argument("--init-from", help="checkpoint whose weights start the training (stage 2 after a stage-1 run)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
-    p.add_argument("--datasets", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("ablate", help="train and score an ablation grid; paired differences vs the full model",
                        description="Train every variant of an ablation grid (default: the paper's Table 3) from the "
@@ -114,21 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  vm-eval ablate --preset tiny --data demo        the whole default grid on CPU "
                        "(mechanics only)\n  vm-eval ablate --variants no-rhythm,rhythm-cls --preset paper --data M.jsonl")
     p.add_argument("--grid", help="grid file (YAML; default: the paper's Table 3, vm_eval/ablate/paper_table3.yaml)")
-    p.add_argument("--preset", default="tiny", choices=("paper", "tiny"))
-    p.add_argument("--data", default="demo", metavar="MANIFEST", help="manifest path or dataset name (default demo)")
-    p.add_argument("--split", default="test", help="split to generate and score (default test)")
+    _add_training_args(p, "test", "split to generate and score")
     p.add_argument("--train-split", default="train", help="split to train on (default train)")
     p.add_argument("--variants", help="comma-separated variant names (the reference is always included)")
-    p.add_argument("--steps", type=int, help="optimiser steps per stage (default: the preset's)")
     p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: the best available)")
     p.add_argument("--jobs", type=int, help="variants trained and run at once after the reference, one process each "
                    "(default: 1 on a GPU machine, every core on a CPU-only one)")
-    p.add_argument("--datasets", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
-    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
     p.add_argument("--limit", type=int, help="only the first N clips of the split; the runs stay 'partial'")
     p.add_argument("--seed", type=int, default=0, help="run seed, the same for every variant")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("demo", help="the demo: materialise demo data, run every weightless model on test, show results")
     _add_run_args(p)
