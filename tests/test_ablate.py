@@ -5,6 +5,7 @@ from __future__ import annotations
 import vm_eval  # noqa: F401  compat hook first
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -148,5 +149,10 @@ def test_two_variant_grid_end_to_end_in_two_processes_and_resume(data_dir, tmp_p
     assert again.report["differences"] == rep["differences"]
     assert {n: (out.folder / "variants" / n / "checkpoint.safetensors").stat().st_mtime_ns for n in runs} == mtimes
     assert {n: (Path(r) / "journal" / "generation.jsonl").read_text() for n, r in runs.items()} == journals
+    # a subset of the same grid is the same group: nothing retrained, its report holds just that variant
+    subset = run_ablation(replace(req, variants=["no-rhythm"]))
+    assert subset.folder == out.folder and set(subset.report["differences"]) == {"no-rhythm"}
+    assert {n: (out.folder / "variants" / n / "checkpoint.safetensors").stat().st_mtime_ns for n in runs} == mtimes
     groups = list_groups(tmp_path / "results")
     assert len(groups) == 1 and groups[0]["report"]["reference"] == "full"
+    assert set(groups[0]["variants"]) == {"full", "no-rhythm", "rhythm-cls"}

@@ -64,12 +64,14 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
     from vm_eval.data import resolve_dataset
     from vm_eval.store.run import RunStore
 
-    grid = load_grid(req.grid).select(req.variants)
-    signatures = check_signatures(grid, req.preset)  # before any training: a wrong grid costs nothing
+    full = load_grid(req.grid)
+    grid = full.select(req.variants)
+    signatures = check_signatures(full, req.preset)  # before any training: a wrong grid costs nothing
     manifest = resolve_dataset(req.data, paths.data_dir(req.data_dir))
-    folder = group_folder(req, grid, manifest.content_hash(manifest.split(req.split)))
+    # keyed by the whole grid, not the selection: running more variants later adds them to the same group
+    folder = group_folder(req, full, manifest.content_hash(manifest.split(req.split)))
     state_path = folder / "ablation.json"
-    state = {"grid": grid.to_dict(), "grid_file": str(grid.path), "preset": req.preset, "data": str(manifest.path),
+    state = {"grid": full.to_dict(), "grid_file": str(grid.path), "preset": req.preset, "data": str(manifest.path),
              "split": req.split, "train_split": req.train_split, "seed": req.seed, "steps": req.steps,
              "metrics": req.metrics, "limit": req.limit, "signatures": signatures, "status": "running",
              "variants": {}}
