@@ -85,7 +85,6 @@ def test_generation_depends_only_on_the_clip_seed(trained, data_dir, tmp_path):
     alone = model.generate(clips[:1])[0][0]
     both = model.generate(clips)
     assert torch.equal(torch.from_numpy(alone), torch.from_numpy(both[0][0]))
-    assert both[0][0].shape != both[1][0].shape or not (both[0][0] == both[1][0]).all()
 
 
 def test_missing_checkpoint_names_both_places_and_the_train_command(tmp_path, monkeypatch):

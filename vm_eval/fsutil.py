@@ -81,3 +81,8 @@ def text_sha256(text: str) -> str:
 def json_sha256(obj) -> str:
     """Hash of a JSON-serialisable object in canonical form (sorted keys, no whitespace)."""
     return text_sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str))
+
+
+def span_key(path: str | Path, start_s: float, end_s: float) -> str:
+    """Content key of a time span of a media file: its sha256 plus the span in seconds (never its name)."""
+    return f"{file_sha256(path)}:{start_s:.6f}:{end_s:.6f}"

@@ -6,6 +6,8 @@ import io
 import json
 import math
 
+import numpy as np
+
 from vm_eval.store.run import Run, RunStore
 
 
@@ -109,8 +111,9 @@ def clip_scores(run: Run) -> dict[tuple[str, str], tuple[float, str]]:
 
 
 def compare_runs(a: Run, b: Run, seed: int = 0) -> dict[str, dict]:
-    """Per metric, mean(a - b) over the clips both runs scored with the same metric identity, paired bootstrap CI."""
-    from metrics.stats import paired_difference
+    """Per metric, mean(a - b) over the clips both runs scored with the same metric identity: paired bootstrap CI,
+    two-sided bootstrap p-value (H0: no difference), clip counts."""
+    from metrics.stats import bootstrap_p_value, paired_difference
 
     sa, sb = clip_scores(a), clip_scores(b)
     out = {}
@@ -118,7 +121,10 @@ def compare_runs(a: Run, b: Run, seed: int = 0) -> dict[str, dict]:
         common = sorted(c for (m, c) in sa if m == metric and (metric, c) in sb and sa[(m, c)][1] == sb[(m, c)][1])
         if not common:
             continue
-        est = paired_difference([sa[(metric, c)][0] for c in common], [sb[(metric, c)][0] for c in common], seed=seed)
-        out[metric] = {**est.as_dict(), "clips_a_only": sum(1 for (m, c) in sa if m == metric) - len(common),
+        x = np.array([sa[(metric, c)][0] for c in common])
+        y = np.array([sb[(metric, c)][0] for c in common])
+        est = paired_difference(x, y, seed=seed)
+        out[metric] = {**est.as_dict(), "p": bootstrap_p_value(x - y, seed=seed), "clips": len(common),
+                       "clips_a_only": sum(1 for (m, c) in sa if m == metric) - len(common),
                        "clips_b_only": sum(1 for (m, c) in sb if m == metric) - len(common)}
     return out

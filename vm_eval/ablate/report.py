@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from vm_eval.results import clip_scores
+from vm_eval.results import compare_runs
 from vm_eval.store.run import Run
 
 ALPHA = 0.05
 
 
 def compare(variant: Run, reference: Run, seed: int = 0) -> dict[str, dict]:
-    """{metric: paired difference variant - reference (Estimate fields) + p + clip counts} on shared clips."""
-    from metrics.stats import bootstrap_p_value, paired_difference
-
-    sv, sr = clip_scores(variant), clip_scores(reference)
-    out = {}
-    for metric in sorted({m for m, _ in sv} & {m for m, _ in sr}):
-        common = sorted(c for (m, c) in sv if m == metric and (m, c) in sr and sv[(m, c)][1] == sr[(m, c)][1])
-        if len(common) < 2:
-            continue
-        a = np.array([sv[(metric, c)][0] for c in common])
-        b = np.array([sr[(metric, c)][0] for c in common])
-        est = paired_difference(a, b, seed=seed)
-        out[metric] = {**est.as_dict(), "p": bootstrap_p_value(a - b, seed=seed), "clips": len(common)}
-    return out
+    """{metric: paired difference variant - reference + p + clip counts}, metrics with at least 2 shared clips."""
+    return {m: e for m, e in compare_runs(variant, reference, seed).items() if e["n"] >= 2}
 
 
 def build_report(runs: dict[str, Run], reference: str, labels: dict[str, str], seed: int = 0) -> dict:

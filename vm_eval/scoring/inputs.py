@@ -13,6 +13,7 @@ import numpy as np
 
 from metrics.base import input_kind
 from vm_eval.data.manifest import Clip, Manifest
+from vm_eval import fsutil
 from vm_eval.fsutil import file_sha256, json_sha256
 from vm_eval.media import RESAMPLER, Audio, decode_frames, load_audio, resample
 from vm_eval.store.feature_cache import ExtractorId, FeatureCache
@@ -35,7 +36,7 @@ def prepare(audio: Audio, extractor) -> Audio:
 
 
 def span_key(path, clip: Clip) -> str:
-    return f"{file_sha256(path)}:{clip.start:.6f}:{clip.end:.6f}"
+    return fsutil.span_key(path, clip.start, clip.end)
 
 
 def donor_ids(clips: list[Clip], gen: dict[str, dict], seed: int) -> dict[str, str]:

@@ -14,15 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from vm_eval.data.manifest import Clip, Manifest
-from vm_eval.fsutil import file_sha256
+from vm_eval.fsutil import file_sha256, span_key
 from vm_eval.media import MediaError, decode_frames, load_audio
 from vm_eval.store.feature_cache import ExtractorId, FeatureCache
 
 CHUNK_S = 2.0  # rhythm frames are decoded and encoded 2 s (50 frames) at a time: bounded memory at any resolution
-
-
-def span_key(path: Path, start: float, end: float) -> str:
-    return f"{file_sha256(path)}:{start:.6f}:{end:.6f}"
 
 
 def _frame_chunks(video: Path, fps: float, start: float, end: float) -> tp.Iterator[np.ndarray]:
