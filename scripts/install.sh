@@ -13,8 +13,9 @@ log() { printf '\033[1;34m[install]\033[0m %s\n' "$*"; }
 
 # --- system packages (Debian) -------------------------------------------------------------------------
 # ffmpeg: torchcodec and torchaudio's I/O load its shared libraries; `ffprobe`/`ffmpeg` mux soundtracks.
-# Later issues add fluidsynth + a GM SoundFont (MIDI baselines) and chromium (browser tests) here.
-APT_PACKAGES=(ffmpeg)
+# fluidsynth + fluid-soundfont-gm: MIDI outputs of the CMT, Video2Music and Diff-BGM baselines are rendered
+# to audio with FluidSynth and the GM SoundFont (FluidR3_GM.sf2). Later: chromium (browser tests).
+APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

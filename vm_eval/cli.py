@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", help="datasets folder (default $VM_EVAL_DATA or ./data)")
     d.add_argument("--no-decode", action="store_true", help="skip decoding (only existence and schema)")
 
+    p = sub.add_parser("baselines", help="published systems run in their own environments: set-up check")
+    bsub = p.add_subparsers(dest="baselines_command", metavar="ACTION", required=True)
+    b = bsub.add_parser("check", help="per system: what is configured, what is missing, how to get it",
+                        description="Inspect each published system's set-up (checkout, interpreter, checkpoints, "
+                        "SoundFont for MIDI systems) from vm-eval.toml and VM_EVAL_<SYSTEM>_* variables. Runs no "
+                        "upstream code. Exit code 0 when every listed system is ready, 1 otherwise.")
+    b.add_argument("systems", nargs="*", help="systems to check (default: all)")
+    b.add_argument("--config", help="configuration file (default $VM_EVAL_CONFIG, ./vm-eval.toml, "
+                   "~/.config/vm-eval/vm-eval.toml)")
+    b.add_argument("--brief", action="store_true", help="one line per system")
+
     p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
                        description="Build VidMusician on the meta device (no weights, no memory) and print total and "
                        "trainable parameters per component, against the paper's 24.79M trainable.")

@@ -139,6 +139,14 @@ def _availability_lines(registry) -> None:
     for e in registry.entries():
         ok, why = e.availability()
         needs = ", ".join([*e.packages, *(f"weights:{w}" for w in e.weights)]) or "nothing extra"
+        if e.extra.get("external"):
+            from baselines.external.check import check
+
+            needs = f"its upstream checkout, environment and checkpoints (`vm-eval baselines check {e.name}`)"
+            try:
+                ok, why = check([e.name])[0].ready, ""
+            except ImportError as exc:  # an adapter module missing from this installation
+                ok, why = False, str(exc)
         state = "ok " if ok else "NO "
         print(f"{state} {e.name:<20} {e.summary}\n      needs: {needs}" + (f"; {why}" if why else ""))
 
@@ -248,6 +256,15 @@ def cmd_weights(args) -> int:
         if not loc.path:
             print(f"      get it: {how_to_get(name)}")
     return 0
+
+
+def cmd_baselines(args) -> int:
+    from baselines.external.check import check, format_check
+    from baselines.external.config import find_config_file
+
+    statuses = check(args.systems or None, args.config)
+    print(format_check(statuses, find_config_file(args.config), verbose=not args.brief))
+    return 0 if all(s.ready for s in statuses) else 1
 
 
 def cmd_data(args) -> int:
