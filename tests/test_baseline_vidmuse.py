@@ -40,7 +40,8 @@ def test_generates_validated_audio_of_the_clip_length(setup):
     log = model.log_path(clips[0]).read_text()
     assert f"seed {clips[0].seed % 2**32}" in log and "--topk 250" in log and "exit code 0" in log
     ids = {c["name"]: c for c in model.checkpoints()}
-    assert set(ids) == {"vidmuse:model"} and len(ids["vidmuse:model"]["sha256"]) == 64
+    assert set(ids) == {"vidmuse:model", "vidmuse:upstream-code"} and len(ids["vidmuse:model"]["sha256"]) == 64
+    assert ids["vidmuse:upstream-code"]["git_commit"].startswith("unknown")  # the fake checkout is no git clone
     assert model.info.extra["upstream_commit"] == SPEC.commit and model.info.family == "baseline"
 
 

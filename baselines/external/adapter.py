@@ -195,6 +195,10 @@ class ExternalSystem:
             out.append({"name": f"{self.spec.name}:{ck.role}", "path": str(path), "sha256": sha256_of(path, files)})
         if self.spec.output == "midi":
             out.append(soundfont_identity(self.config.soundfont))
+        # The code that ran is part of the system's identity: another upstream commit is another run.
+        out.append({"name": f"{self.spec.name}:upstream-code", "path": str(self.config.checkout),
+                    "git_commit": self.status.checkout_commit or "unknown (the checkout is not a git clone)",
+                    "adapter_mirrors": self.spec.commit})
         return out
 
     # ------------------------------------------------------------------ the run

@@ -17,12 +17,19 @@ def mode():
     return os.environ.get("FAKE_UPSTREAM_MODE", "ok")
 
 
-def before_output():
-    """Apply the failure modes that happen before upstream writes anything."""
+def before_output(name=""):
+    """Apply the failure modes that happen before upstream writes anything.
+
+    FAKE_UPSTREAM_FAIL_ON=<text> makes only inputs whose `name` contains <text> exit with an error.
+    """
     m = mode()
+    fail_on = os.environ.get("FAKE_UPSTREAM_FAIL_ON")
+    if fail_on and fail_on in name:
+        m = "exit"
     if m == "hang":
         time.sleep(600)
     if m == "exit":
+        print("processing %s" % name)
         print("Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory (fake)", file=sys.stderr)
         sys.exit(1)
     return m

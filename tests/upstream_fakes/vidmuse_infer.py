@@ -23,6 +23,6 @@ for video in glob.glob(os.path.join(a.video_dir, "*.mp4")):
     wav = os.path.join(a.output_dir, stem + "_output.wav")
     if os.path.exists(wav):
         continue
-    fakelib.before_output()
+    fakelib.before_output(stem)
     fakelib.write_audio(wav, int(fakelib.video_duration(video)), 32000, 1)  # upstream: int(seconds), floored
     open(os.path.join(a.output_dir, stem + "_output.mp4"), "wb").close()
