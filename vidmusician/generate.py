@@ -1,5 +1,14 @@
-"""Sampling from VidMusician: one window (:func:`generate_codes`), long videos by sliding windows
-(:func:`generate_long`), and EnCodec decoding to a waveform of an exact length (:func:`decode_audio`).
+"""Sampling from VidMusician (and other MusicGen-backbone models): one window (:func:`generate_codes`), long videos
+by sliding windows (:func:`generate_long`), and EnCodec decoding to a waveform of an exact length
+(:func:`decode_audio`).
+
+Which condition reaches the LM's cross-attention is the model's business, behind a small interface
+(:class:`CrossConditioning`): ``condition(inputs, mask)`` gives the cross-attention source and mask of the
+conditional rows, ``null_condition(batch, length)`` the classifier-free-guidance null rows, and
+``window(inputs_per_clip, t0_s, t1_s)`` the inputs of one sliding window. A model that has these three methods is
+used as it is (e.g. ``baselines.musicgen_text``: T5 text conditions); VidMusician gets them from
+:func:`conditioning_of` (its semantic branch on 1-fps CLIP [CLS] features). Models without a rhythm adapter
+(no ``rhythm`` / ``uses_rhythm``) get no rhythm.
 
 Token alignment (the same as teacher forcing in :meth:`VidMusician.predictions`): the LM runs on MusicGen's
 delay-pattern sequence (step 0 holds only special tokens; step ``s`` predicts codebook k at frame ``s - k``) and
@@ -20,6 +29,7 @@ Depends on torch and the model's audiocraft LM only (no vm_eval imports).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import typing as tp
 
@@ -29,13 +39,55 @@ from .backbone import cross_condition
 from .config import GenerationConfig
 
 __all__ = ["sample_tokens", "generate_codes", "generate_long", "plan_windows", "decode_audio", "make_generators",
-           "DEFAULT_OVERLAP_FRACTION"]
+           "CrossConditioning", "conditioning_of", "DEFAULT_OVERLAP_FRACTION"]
 
 # MusicGen's habit: 30 s windows advanced by 18 s, i.e. the new window keeps the last 40% of the previous one.
 DEFAULT_OVERLAP_FRACTION = 0.4
 
 Seeds = tp.Sequence[tp.Union[int, torch.Generator]]
 Progress = tp.Optional[tp.Callable[[int, int], None]]
+
+
+# ----------------------------------------------------------------------------------------------------- conditions
+@tp.runtime_checkable
+class CrossConditioning(tp.Protocol):
+    """What the sampling loop asks a model for, besides its audiocraft LM (``model.lm``).
+
+    ``condition(inputs, mask=None)``: the conditional rows' cross-attention source [B, S, dim] and mask [B, S].
+    ``null_condition(batch, length)``: the guidance null rows (MusicGen: zeros with mask 0, what a dropped
+    condition gives), [batch, length, dim] + mask. ``window(inputs_per_clip, t0_s, t1_s)``: the inputs of the
+    sliding window [t0_s, t1_s) of each clip (a list, one entry per clip, passed to ``condition``).
+    """
+
+    def condition(self, inputs: tp.Any, mask: tp.Optional[torch.Tensor] = None
+                  ) -> tp.Tuple[torch.Tensor, torch.Tensor]: ...
+
+    def null_condition(self, batch: int, length: int) -> tp.Tuple[torch.Tensor, torch.Tensor]: ...
+
+    def window(self, inputs_per_clip: tp.Sequence[tp.Any], t0_s: float, t1_s: float) -> tp.List[tp.Any]: ...
+
+
+class _SemanticConditioning:
+    """VidMusician's conditioning: CLIP [CLS] features [F, clip_dim] at ``cls_fps`` -> its semantic branch."""
+
+    def __init__(self, model, cls_fps: float = 1.0):
+        self.model, self.cls_fps = model, cls_fps
+
+    def condition(self, cls_feats, cls_mask=None):
+        return self.model.semantic_condition(cls_feats, cls_mask)
+
+    def null_condition(self, batch, length):
+        return self.model.semantic.null_condition(batch, length)
+
+    def window(self, cls_feats_per_clip, t0_s, t1_s):
+        return [_cls_window(f, t0_s, t1_s, self.cls_fps) for f in cls_feats_per_clip]
+
+
+def conditioning_of(model, cls_fps: float = 1.0) -> CrossConditioning:
+    """The model itself when it implements :class:`CrossConditioning`, else VidMusician's semantic branch."""
+    if isinstance(model, CrossConditioning):
+        return model
+    return _SemanticConditioning(model, cls_fps)
 
 
 # ----------------------------------------------------------------------------------------------------- sampling
@@ -88,7 +140,7 @@ def sample_tokens(logits: torch.Tensor, generators: tp.Sequence[torch.Generator]
 def _rhythm_outputs(model, d: tp.Optional[torch.Tensor], batch: int,
                     guided: bool) -> tp.Optional[tp.Dict[int, torch.Tensor]]:
     """F_Rj for the hooks: [B, N, dim] (or [2B, N, dim] with zero null rows under guidance); None = no rhythm."""
-    if d is None or not model.uses_rhythm:
+    if d is None or not getattr(model, "uses_rhythm", False):
         return None
     if d.dim() == 1:
         d = d.unsqueeze(0)
@@ -108,9 +160,10 @@ def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Te
     """Generate one window of ``n_frames`` EnCodec frames (50 Hz): LongTensor [B, K, n_frames].
 
     Args:
-        model: a :class:`~vidmusician.model.VidMusician` (run in eval mode; its previous mode is restored).
-        cls_feats: 1-fps CLIP [CLS] features [B, F1, clip_dim] (+ bool ``cls_mask`` [B, F1]) or a list of
-            [F_i, clip_dim].
+        model: a :class:`~vidmusician.model.VidMusician` or another module with an ``lm`` implementing
+            :class:`CrossConditioning` (run in eval mode; its previous mode is restored).
+        cls_feats: the conditioning inputs. VidMusician: 1-fps CLIP [CLS] features [B, F1, clip_dim] (+ bool
+            ``cls_mask`` [B, F1]) or a list of [F_i, clip_dim]; other models: whatever their ``condition`` takes.
         n_frames: frames to produce (prompt included), i.e. duration_s * 50.
         seeds: one int (or ready ``torch.Generator``, continued) per row.
         gen: sampling settings (``use_sampling``, ``temperature``, ``top_k``, ``top_p``, ``cfg_coef``).
@@ -125,14 +178,15 @@ def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Te
     model.eval()
     try:
         with torch.inference_mode():
-            cond, mask = model.semantic_condition(cls_feats, cls_mask)
+            conditioning = conditioning_of(model)
+            cond, mask = conditioning.condition(cls_feats, cls_mask)
             B = cond.shape[0]
             if len(seeds) != B:
                 raise ValueError(f"need one seed per row: {len(seeds)} seeds for batch {B}")
             generators = make_generators(seeds, device)
             guided = float(gen.cfg_coef) != 1.0
             if guided:
-                null, null_mask = model.semantic.null_condition(B, cond.shape[1])
+                null, null_mask = conditioning.null_condition(B, cond.shape[1])
                 cond, mask = torch.cat([cond, null]), torch.cat([mask, null_mask.to(mask.dtype)])
             condition_tensors = cross_condition(cond, mask)
             rhythm = _rhythm_outputs(model, d, B, guided)
@@ -153,8 +207,10 @@ def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Te
             total = seq.shape[-1] - first
 
             # conditioning(None) saves the adapter state and restores it on exit (also on exceptions)
-            with model.rhythm.conditioning(None), lm.streaming():
-                model.rhythm.set_outputs(rhythm, offset=0, auto_advance=True)
+            adapter = getattr(model, "rhythm", None)
+            with (adapter.conditioning(None) if adapter is not None else contextlib.nullcontext()), lm.streaming():
+                if adapter is not None:
+                    adapter.set_outputs(rhythm, offset=0, auto_advance=True)
                 prev = 0
                 for step in range(first, seq.shape[-1]):
                     inp = seq[..., prev:step]  # step 0 (or the prompt region) first, then one step per call
@@ -245,8 +301,12 @@ def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
     ``d[t0_tok:]``, so its sequence step s gets the rhythm of absolute token t0_tok + s (as in one long pass;
     tokens past the curve's end get none). The last window is only as long as needed to reach the end.
 
+    Models other than VidMusician take their windows' inputs from their own :class:`CrossConditioning`
+    ``window`` (e.g. the same text prompt in every window, as MusicGen continues a description).
+
     Args:
-        cls_feats_per_clip: per clip, 1-fps [CLS] features [F_i, clip_dim] covering the whole video.
+        cls_feats_per_clip: per clip, 1-fps [CLS] features [F_i, clip_dim] covering the whole video (or the
+            model's own conditioning inputs, one per clip).
         d_per_clip: per clip, the token-rate rhythm curve [N_i] (or None / a list with None entries).
         seeds: one int per clip; each clip's generator is created once and continues across windows.
         progress: ``progress(done_steps, total_steps)`` over all windows.
@@ -261,6 +321,7 @@ def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
     plan = plan_windows(n_total, window, int(round(stride_s * token_rate)))
     device = next(model.lm.parameters()).device
     generators = make_generators(seeds, device)
+    conditioning = conditioning_of(model, cls_fps)
     # each window's delay-pattern sequence has len(layout) steps; decoding starts at the first non-prompt one
     layouts = [len(model.lm.pattern_provider.get_pattern(n).layout) for _, n, _ in plan]
     totals = [s - model.lm.pattern_provider.get_pattern(n).get_first_step_with_timesteps(p)
@@ -269,7 +330,7 @@ def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
     out = torch.zeros(B, model.lm.num_codebooks, n_total, dtype=torch.long, device=device)
     for (t0, n, p), seq_len, steps in zip(plan, layouts, totals):
         t0_s, t1_s = t0 / token_rate, (t0 + n) / token_rate
-        cls = [_cls_window(f, t0_s, t1_s, cls_fps) for f in cls_feats_per_clip]
+        cls = conditioning.window(cls_feats_per_clip, t0_s, t1_s)
         d = _d_window(d_per_clip, t0, seq_len)
         prompt = out[..., t0:t0 + p] if p > 0 else None
         cb = None if progress is None else _offset_progress(progress, done_before, sum(totals))

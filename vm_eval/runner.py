@@ -136,7 +136,8 @@ def execute(cfg: RunConfig) -> RunOutcome:
     manifest = resolve_dataset(cfg.dataset, paths.data_dir(cfg.data))
     clips = manifest.split(cfg.split)
     # models trained by this suite look for their checkpoints under the run's results folder (not part of identity)
-    context = {"results": results} if MODELS.get(cfg.model).extra.get("needs_training") else {}
+    extra = MODELS.get(cfg.model).extra
+    context = {"results": results} if extra.get("needs_training") or extra.get("uses_results") else {}
     model = MODELS.create(cfg.model, **cfg.model_args, **context)
     checkpoints = tuple(model.checkpoints())
     spec = RunSpec(

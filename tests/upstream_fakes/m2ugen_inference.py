@@ -1,5 +1,5 @@
-"""Fake of M2UGen's M2UGen/inference.py at 2c702a48 (tests only): same arguments and defaults, same frame sampler,
-same ffprobe length, same output (temp/<random>.wav under the CWD, named only on stdout), same exit-0-without-audio.
+"""Fake of M2UGen's M2UGen/inference.py at 2c702a48 (tests only): same arguments and defaults, the same frame
+window and ffprobe length behaviour, same output (temp/<random>.wav under the CWD, named only on stdout), same exit-0-without-audio.
 
 FAKE_M2UGEN_STDOUT (fake only): "quiet" omits the "Generated Audio:" line; "decoy" first writes a second,
 unreported 22050 Hz wav under temp/.
@@ -44,24 +44,19 @@ assert args.prompt.strip()
 print("Loading Model Checkpoint")
 
 
-def sample_frame_indices(clip_len, frame_sample_rate, seg_len):  # inference.py:198-206, verbatim
-    converted_len = int(clip_len * frame_sample_rate)
-    if converted_len > seg_len:
-        converted_len = 0
-    end_idx = np.random.randint(converted_len, seg_len)
-    start_idx = end_idx - converted_len
-    indices = np.linspace(start_idx, end_idx, num=clip_len)
-    indices = np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
-    return indices
+def frame_window(n_frames, seg_len):
+    """Behaviour of inference.py:198-206 (clip_len 32, frame_sample_rate 1): n_frames indices ending at a frame
+    drawn with numpy's global randint; a video shorter than the window collapses it to one repeated frame."""
+    span = n_frames if n_frames <= seg_len else 0
+    end = np.random.randint(span, seg_len)
+    return np.clip(np.linspace(end - span, end, num=n_frames), end - span, end - 1).astype(np.int64)
 
 
-def get_video_length(filename):  # inference.py:209-215, verbatim
-    result = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
-                             "format=duration", "-of",
-                             "default=noprint_wrappers=1:nokey=1", filename],
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    return int(round(float(result.stdout)))
+def video_seconds(path):
+    """Behaviour of inference.py:209-215: the container duration from ffprobe, rounded to whole seconds."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+                         capture_output=True, text=True).stdout
+    return int(round(float(out)))
 
 
 def save_audio_to_local(seconds):  # inference.py:145-155: temp/ under the CWD, a name nobody can predict
@@ -75,9 +70,9 @@ def save_audio_to_local(seconds):  # inference.py:145-155: temp/ under the CWD, 
 import av  # noqa: E402
 
 container = av.open(args.video_file)
-indices = sample_frame_indices(clip_len=32, frame_sample_rate=1, seg_len=container.streams.video[0].frames)
+indices = frame_window(32, container.streams.video[0].frames)
 print(f"[fake] frame window {indices[0]}-{indices[-1]}")
-length = get_video_length(args.video_file)
+length = video_seconds(args.video_file)
 print(f"Video Length: {length}")
 fakelib.before_output()
 
