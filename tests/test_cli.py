@@ -25,7 +25,9 @@ def test_demo_with_limit_then_results_json(cli_env):
     assert "vidmusician-tiny-random [untrained]" in r.stdout  # the demo's random-backbone model is flagged
     r = vm(cli_env, "results", "--format", "json")
     rows = json.loads(r.stdout)
-    assert {row["model"] for row in rows} == {"ground-truth", "random-retrieval", "vidmusician-tiny-random"}
+    assert {row["model"] for row in rows} == {"ground-truth", "random-retrieval", "beat-sync", "anchor-beat-shift",
+                                              "anchor-other-category", "musicgen-text-tiny-random",
+                                              "vidmusician-tiny-random"}
     assert [row["trained"] for row in rows if row["model"] == "vidmusician-tiny-random"] == [False]
     for row in rows:
         assert row["status"] == "partial" and row["counts"]["pending"] > 0  # --limit never looks complete

@@ -15,6 +15,15 @@ MODELS.add(Entry("ground-truth", "baselines.reference:GroundTruth",
 MODELS.add(Entry("random-retrieval", "baselines.reference:RandomRetrieval",
                  "music of another clip of the same split, drawn with the clip's seed (chance level)",
                  family="reference"))
+MODELS.add(Entry("beat-sync", "baselines.beat_sync:BeatSync",
+                 "procedural drums, bass and chords on a beat grid locked to the video's cuts and flashes "
+                 "(rhythm-only lower bound, no weights)", family="reference", packages=("cv2",)))
+MODELS.add(Entry("anchor-beat-shift", "baselines.anchors:ShiftedBeatAnchor",
+                 "listening-test catch trial: the clip's own music shifted by 1.5 beats (its beats fall between the "
+                 "cuts)", family="reference", packages=("madmom",), extra={"anchor": "rhythm"}))
+MODELS.add(Entry("anchor-other-category", "baselines.anchors:OtherCategoryAnchor",
+                 "listening-test catch trial: music of a clip of another category, drawn with the clip's seed",
+                 family="reference", extra={"anchor": "content"}))
 MODELS.add(Entry("dir:", "vm_eval.models.directory:DirectoryOutputs",
                  "score a folder of existing outputs: dir:PATH, files named <clip id>.wav|.mp4|...",
                  family="external", prefix=True))
@@ -25,6 +34,37 @@ MODELS.add(Entry("vidmusician", "vm_eval.models.vidmusician:VidMusicianModel",
 MODELS.add(Entry("vidmusician-tiny-random", "vm_eval.models.vidmusician:tiny_random",
                  "VidMusician tiny preset on a RANDOM backbone, briefly trained by `vm-eval demo` (mechanics only)",
                  family="vidmusician", packages=_VIDM_PKGS, extra={"needs_training": True}))
+
+_MGT_PKGS = ("audiocraft", "transformers", "sentencepiece", "safetensors")
+MODELS.add(Entry("musicgen-text", "baselines.musicgen_text:MusicGenText",
+                 "MusicGen on a per-clip text prompt: the caption, else CLIP zero-shot video descriptors (scale=medium|"
+                 "small|large or backbone=DIR, t5, clip, prompt=auto|caption|descriptors, template, cfg, top_k, top_p, "
+                 "temperature, stride_s)", family="baseline", packages=(*_MGT_PKGS, "open_clip"),
+                 weights=("musicgen-medium", "t5-base", "clip-vit-b-32")))
+MODELS.add(Entry("musicgen-text-tiny-random", "baselines.musicgen_text:tiny_random",
+                 "musicgen-text on a tiny RANDOM MusicGen + T5 + tokenizer written under the results folder, caption "
+                 "prompts (mechanics only)", family="baseline", packages=_MGT_PKGS, extra={"uses_results": True}))
+
+# Published systems: upstream code runs in the user's own environment for it (vm-eval.toml or VM_EVAL_<SYSTEM>_*
+# variables); `vm-eval baselines check` says what each needs. Options: config=PATH, timeout_s (per clip), device.
+_EXT = {"external": True}
+for _name, _target, _summary in (
+    ("cmt", "baselines.cmt:CMT", "CMT (Di et al. 2021): controllable music transformer, 5-track MIDI at the video's "
+     "visual tempo, rendered with FluidSynth"),
+    ("video2music", "baselines.video2music:Video2Music",
+     "Video2Music (Kang et al. 2024): affective multimodal transformer, chords -> MIDI rendered with FluidSynth, "
+     "<= 300 s (primer, key)"),
+    ("diff-bgm", "baselines.diffbgm:DiffBGM",
+     "Diff-BGM (Li et al. 2024): diffusion piano MIDI; only clips of BGM909 songs with precomputed features "
+     "(id_from=video-stem|clip-id, uncond_scale=5.0, data_dir)"),
+    ("m2ugen", "baselines.m2ugen:M2UGen", "M2UGen (Liu et al. 2023): LLaMA-2 7B + MusicGen-medium, 32 kHz mono "
+     "(prompt, default 'Generate a music for the video.')"),
+    ("vidmuse", "baselines.vidmuse:VidMuse", "VidMuse (Tian et al. 2025): audiocraft-based, 32 kHz audio "
+     "(top_k, top_p, temperature, cfg_coef)"),
+    ("gvmgen", "baselines.gvmgen:GVMGen", "GVMGen (Zuo et al. 2025): general video-to-music, AAC of its muxed video -> 32 kHz "
+     "mono, <= 30 s"),
+):
+    MODELS.add(Entry(_name, _target, _summary, family="baseline", extra=_EXT))
 
 # --- metrics --------------------------------------------------------------------------------------------
 METRICS.add(Entry("duration-error", "metrics.duration:DurationError",
@@ -90,7 +130,8 @@ METRICS.add(Entry("beat-visual-f1-clip", "metrics.catalog:beat_visual_f1_clip",
 def weightless_models() -> list[Entry]:
     """Models that run without any downloaded weights or training (what `vm-eval demo` runs first)."""
     return [e for e in MODELS.entries()
-            if not e.prefix and not e.weights and not e.extra.get("needs_training") and e.availability()[0]]
+            if not e.prefix and not e.weights and not e.extra.get("needs_training") and not e.extra.get("external")
+            and e.availability()[0]]
 
 
 def load_plugins() -> None:

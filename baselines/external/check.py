@@ -63,5 +63,5 @@ def format_check(statuses: list[Status], config_file: Path | None, verbose: bool
         "configuration file: none (looked at $VM_EVAL_CONFIG, ./vm-eval.toml, ~/.config/vm-eval/vm-eval.toml; "
         "environment variables VM_EVAL_<SYSTEM>_CHECKOUT / _PYTHON / _CKPT_<ROLE> work too)")
     ready = sum(s.ready for s in statuses)
-    body = "\n\n".join(format_status(s, verbose) for s in statuses)
+    body = ("\n\n" if verbose else "\n").join(format_status(s, verbose) for s in statuses)
     return f"{head}\n\n{body}\n\n{ready} of {len(statuses)} systems ready."
