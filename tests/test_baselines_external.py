@@ -80,6 +80,10 @@ def test_seeding_wrapper_makes_upstream_randomness_repeatable(tmp_path):
 
     a, b, c = draw(2**40 + 5), draw(2**40 + 5), draw(6)
     assert a == b and a != c
+    import torch
+
+    torch.manual_seed((2**40 + 5) % 2**32)  # torch is seeded when the script imports it, as if seeded up front
+    assert a.endswith(str(float(torch.rand(1))))
     assert a.startswith("['--flag', 'a b'] 7")  # argv passed through, the script's folder importable
 
 
