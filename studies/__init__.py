@@ -1,0 +1,1 @@
+"""Pairwise listening tests: study design, rater server, storage and analysis."""
