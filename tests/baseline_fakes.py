@@ -53,3 +53,21 @@ def demo_clips(data_dir: Path, cache: Path, n: int = 2, split: str = "test", run
     manifest = load_manifest(data_dir / "demo")
     clips = sorted(manifest.split(split), key=lambda c: c.id)[:n]
     return [ClipInput(c, manifest, run_seed, cache / "media") for c in clips]
+
+
+def not_configured_message(monkeypatch, tmp_path: Path, system_class) -> str:
+    """The NotConfigured message of `system_class` on a machine with no configuration for it at all."""
+    import os
+
+    import pytest
+
+    from baselines.external.adapter import NotConfigured
+
+    monkeypatch.chdir(tmp_path)  # no ./vm-eval.toml
+    pre = "VM_EVAL_" + system_class.spec.name.upper().replace("-", "_") + "_"
+    for var in [v for v in os.environ if v.startswith(pre)]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("VM_EVAL_CONFIG", "")
+    with pytest.raises(NotConfigured) as e:
+        system_class()
+    return str(e.value)

@@ -8,7 +8,7 @@ import mido
 import numpy as np
 import pytest
 
-from baseline_fakes import configure, demo_clips, fake_checkout
+from baseline_fakes import configure, demo_clips, fake_checkout, not_configured_message
 from baselines.cmt import CMT, SPEC, cmt_stem, gpu_argument, read_tempo
 from baselines.external.adapter import NotConfigured
 from baselines.external.midi import RENDER_RATE
@@ -145,13 +145,7 @@ def test_read_tempo(tmp_path):
 
 
 def test_not_configured_names_every_missing_piece(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for var in ("CHECKOUT", "PYTHON", "CKPT_MODEL"):
-        monkeypatch.delenv(f"VM_EVAL_CMT_{var}", raising=False)
-    monkeypatch.setenv("VM_EVAL_CONFIG", "")
-    with pytest.raises(NotConfigured) as e:
-        CMT()
-    msg = str(e.value)
+    msg = not_configured_message(monkeypatch, tmp_path, CMT)
     assert "git clone https://github.com/wzk1015/video-bgm-generation" in msg and "python: not configured" in msg
     assert "checkpoint 'model'" in msg and "1KvIRRm0KqTlEFDjAgs4fMtLRQBq0rBWy" in msg
 

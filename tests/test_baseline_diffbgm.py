@@ -10,7 +10,7 @@ import mido
 import numpy as np
 import pytest
 
-from baseline_fakes import configure, demo_clips, fake_checkout
+from baseline_fakes import configure, demo_clips, fake_checkout, not_configured_message
 from baselines.diffbgm import SPEC, DiffBGM, midi_window
 from baselines.external.adapter import NotConfigured, safe_stem
 from baselines.external.midi import RENDER_RATE
@@ -191,12 +191,6 @@ def test_midi_window_shifts_and_restarts_held_notes(tmp_path):
 
 
 def test_not_configured_names_every_missing_piece(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for var in ("CHECKOUT", "PYTHON", "CKPT_MODEL"):
-        monkeypatch.delenv(f"VM_EVAL_DIFF_BGM_{var}", raising=False)
-    monkeypatch.setenv("VM_EVAL_CONFIG", "")
-    with pytest.raises(NotConfigured) as e:
-        DiffBGM()
-    msg = str(e.value)
+    msg = not_configured_message(monkeypatch, tmp_path, DiffBGM)
     assert "git clone https://github.com/sizhelee/Diff-BGM" in msg and "python: not configured" in msg
     assert "checkpoint 'model'" in msg and "1QzmJjNsSDQKpAEATD3XbSZalI1AULx1O" in msg

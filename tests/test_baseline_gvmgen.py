@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout
+from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from baselines.gvmgen import SPEC, GVMGen, frames_for
@@ -81,13 +81,7 @@ def test_frames_and_the_30_s_limit(setup, tmp_path):
 
 
 def test_not_configured_names_every_missing_piece(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for var in ("CHECKOUT", "PYTHON", "CKPT_MODEL"):
-        monkeypatch.delenv(f"VM_EVAL_GVMGEN_{var}", raising=False)
-    monkeypatch.setenv("VM_EVAL_CONFIG", "")
-    with pytest.raises(NotConfigured) as e:
-        GVMGen()
-    msg = str(e.value)
+    msg = not_configured_message(monkeypatch, tmp_path, GVMGen)
     assert "checkout: not configured" in msg and "git clone https://github.com/chouliuzuo/GVMGen" in msg
     assert "python: not configured" in msg and "checkpoint 'model'" in msg and "1OKVQlz7TPKEGTPEK-BiH1tJ3FYT11GON" in msg
     assert "ViT-L-14-336px.pt" in msg  # CLIP is downloaded when the model is built: pre-cache it

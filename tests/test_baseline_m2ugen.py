@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout
+from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured, safe_stem
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from baselines.m2ugen import DEFAULT_PROMPT, SPEC, M2UGen, duration_tolerance_s, upstream_seconds
@@ -182,14 +182,8 @@ def test_set_up_problems_are_named(setup, monkeypatch, tmp_path):
 
 
 def test_not_configured_fails_at_once_naming_every_missing_piece(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
     roles = ("model", "llama", "mert", "vit", "vivit", "musicgen")
-    for var in ("CHECKOUT", "PYTHON", *(f"CKPT_{r.upper()}" for r in roles)):
-        monkeypatch.delenv(f"VM_EVAL_M2UGEN_{var}", raising=False)
-    monkeypatch.setenv("VM_EVAL_CONFIG", "")
-    with pytest.raises(NotConfigured) as e:
-        M2UGen()
-    msg = str(e.value)
+    msg = not_configured_message(monkeypatch, tmp_path, M2UGen)
     assert "checkout: not configured" in msg and "git clone https://github.com/shansongliu/M2UGen" in msg
     assert "python: not configured" in msg and "M2UGen/M2UGen-MusicGen-medium" in msg
     assert "meta-llama/Llama-2-7b" in msg and "vivit-b-16x2-kinetics400" in msg

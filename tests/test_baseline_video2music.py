@@ -14,7 +14,7 @@ import mido
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout
+from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured, safe_stem
 from baselines.external.config import DEFAULT_SOUNDFONTS
 from baselines.external.midi import midi_duration_s, render_midi
@@ -162,13 +162,7 @@ def test_truncated_midi_renders_like_the_whole_file_up_to_the_cut(tmp_path):
 
 
 def test_not_configured_names_every_missing_piece(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for var in ("CHECKOUT", "PYTHON", "CKPT_AMT"):
-        monkeypatch.delenv(f"VM_EVAL_VIDEO2MUSIC_{var}", raising=False)
-    monkeypatch.setenv("VM_EVAL_CONFIG", "")
-    with pytest.raises(NotConfigured) as e:
-        Video2Music()
-    msg = str(e.value)
+    msg = not_configured_message(monkeypatch, tmp_path, Video2Music)
     assert "checkout: not configured" in msg and "git clone https://github.com/AMAAI-Lab/Video2Music" in msg
     assert "python: not configured" in msg and "checkpoint 'amt'" in msg and "1qpcBXF04pgdy9hqRexr0mTx7L9_CAFpt" in msg
     assert "clip.load('ViT-L/14@336px'" in msg  # CLIP is downloaded on first use: pre-cache it

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout
+from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from baselines.vidmuse import SPEC, VidMuse
@@ -76,13 +76,7 @@ def test_hang_is_killed_at_the_timeout(setup):
 
 
 def test_not_configured_fails_at_once_naming_every_missing_piece(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for var in ("CHECKOUT", "PYTHON", "CKPT_MODEL"):
-        monkeypatch.delenv(f"VM_EVAL_VIDMUSE_{var}", raising=False)
-    monkeypatch.setenv("VM_EVAL_CONFIG", "")
-    with pytest.raises(NotConfigured) as e:
-        VidMuse()
-    msg = str(e.value)
+    msg = not_configured_message(monkeypatch, tmp_path, VidMuse)
     assert "checkout: not configured" in msg and "git clone https://github.com/ZeyueT/VidMuse" in msg
     assert "python: not configured" in msg and "checkpoint 'model'" in msg and "HKUSTAudio/VidMuse" in msg
 

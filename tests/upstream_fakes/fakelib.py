@@ -45,18 +45,24 @@ def video_duration(path):
         return float(c.duration) / 1e6
 
 
-def write_audio(path, seconds, sample_rate=32000, channels=1, subtype="PCM_16"):
-    """Write noise-modulated tones of `seconds` (honouring the failure mode) to `path`."""
+def _seconds_to_write(path, seconds, garbage):
+    """The output length the failure mode asks for; None when nothing (or garbage, written here) is the output."""
     m = mode()
     if m == "nooutput":
-        return
+        return None
     if m == "garbage":
         with open(path, "wb") as f:
-            f.write(b"RIFF\x00\x00not really a wav")
+            f.write(garbage)
+        return None
+    return max(0.5, seconds / 4) if m == "short" else seconds
+
+
+def write_audio(path, seconds, sample_rate=32000, channels=1, subtype="PCM_16"):
+    """Write noise-modulated tones of `seconds` (honouring the failure mode) to `path`."""
+    seconds = _seconds_to_write(path, seconds, b"RIFF\x00\x00not really a wav")
+    if seconds is None:
         return
-    if m == "short":
-        seconds = max(0.5, seconds / 4)
-    if m == "wrongsr":
+    if mode() == "wrongsr":
         sample_rate = 22050
     n = max(1, int(round(seconds * sample_rate)))
     t = np.arange(n) / sample_rate
@@ -71,15 +77,9 @@ def write_midi(path, seconds, tempo_bpm=None, program=0):
     """A MIDI file of random notes spanning `seconds` at 120 BPM (or `tempo_bpm`), honouring the failure mode."""
     import mido
 
-    m = mode()
-    if m == "nooutput":
+    seconds = _seconds_to_write(path, seconds, b"MThd garbage")
+    if seconds is None:
         return
-    if m == "garbage":
-        with open(path, "wb") as f:
-            f.write(b"MThd garbage")
-        return
-    if m == "short":
-        seconds = max(0.5, seconds / 4)
     mid = mido.MidiFile(ticks_per_beat=480)
     tr = mido.MidiTrack()
     mid.tracks.append(tr)
