@@ -161,12 +161,15 @@ class ShiftedBeatAnchor:
         return out
 
 
+_OTHER_CATEGORY_STREAM = 1  # second entropy word of the anchor's generator (random-retrieval draws from clip.seed)
+
+
 class OtherCategoryAnchor(RandomRetrieval):
     """Music of a clip of another category and another source video from the same split (content catch trial).
 
-    As :class:`~baselines.reference.RandomRetrieval` (donor drawn uniformly with the clip's seed from the
-    whole split, so `--limit` never changes it; fitted to the clip's duration, looped if shorter), restricted
-    to donors whose category differs from the clip's. A clip with no such donor fails alone with LookupError.
+    As :class:`~baselines.reference.RandomRetrieval` (donor drawn uniformly, from a stream of the clip's seed,
+    from the whole split, so `--limit` never changes it; fitted to the clip's duration, looped if shorter),
+    restricted to donors whose category differs from the clip's. A clip with no such donor fails alone with LookupError.
     """
 
     def __init__(self, loop: bool = True) -> None:
@@ -183,7 +186,10 @@ class OtherCategoryAnchor(RandomRetrieval):
         if not candidates:
             raise LookupError(f"no clip with reference music of a category other than {clip.category!r} (and "
                               f"another source video) in the split to take an anchor from for {clip.id}")
-        return candidates[int(np.random.default_rng(clip.seed).integers(len(candidates)))]
+        # A stream of its own: with random-retrieval's draw, the two would pick the same donor whenever the
+        # other-category candidates happen to index alike, and a study comparing them would play one file twice.
+        rng = np.random.default_rng([clip.seed, _OTHER_CATEGORY_STREAM])
+        return candidates[int(rng.integers(len(candidates)))]
 
     def generate(self, batch):
         from vm_eval.models.api import NotApplicable

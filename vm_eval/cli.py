@@ -98,6 +98,43 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.config/vm-eval/vm-eval.toml)")
     b.add_argument("--brief", action="store_true", help="one line per system")
 
+    p = sub.add_parser("study", help="pairwise listening studies: create a study (design + stimuli) from runs")
+    ssub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    s = ssub.add_parser(
+        "create", help="build a balanced pairwise design and loudness-normalised stimuli from stored runs",
+        description="Create a pairwise listening study from stored runs: keep the clips every run has audio for, "
+        "build a balanced design over (clip, system pair) with both side orders and per-rater balance, add catch "
+        "trials (ground truth vs anchor-beat-shift / anchor-other-category; those runs are generated if no stored "
+        "run covers the clips), and write one stimulus per (clip, system) used: the music fitted to the clip, "
+        "normalised to the config's loudness (default -23 LUFS, true peak <= -1 dBTP) and muxed with the clip's "
+        "silent video, named by a content hash. manifest.json is written last and marks the study complete. "
+        "Options given here override --config, which overrides the defaults.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  vm-eval study create --runs ground-truth beat-sync random-retrieval --out studies/pilot"
+        "\n  vm-eval study create --runs 1a2b3c 4d5e6f --split test --out S --raters 30 --trials-per-rater 40 "
+        "--catch-rate 0.1\nerrors (unknown or ambiguous run, mixed splits, no usable clips, invalid config) exit 2.")
+    s.add_argument("--runs", nargs="+", metavar="RUN", default=[],
+                   help="runs to compare (2 or more): run id, unique id prefix, run folder, or a model name with "
+                   "exactly one stored run on the dataset/split (default: `systems` of --config)")
+    s.add_argument("--split", help="dataset split every run must be on (default: the runs' split; test for model names)")
+    s.add_argument("--out", required=True, metavar="STUDY_DIR", help="study folder to write")
+    s.add_argument("--raters", type=int, help="number of raters the design is made for (default 20)")
+    s.add_argument("--trials-per-rater", type=int, metavar="K", help="trials per rater, catch trials included "
+                   "(default 40)")
+    s.add_argument("--catch-rate", type=float, metavar="R", help="share of trials that are catch trials, 0-0.5 "
+                   "(default 0.1; 0 = none, no anchor runs needed)")
+    s.add_argument("--allow-ties", action=argparse.BooleanOptionalAction, default=None,
+                   help="let raters answer 'no preference' (default: no ties)")
+    s.add_argument("--min-listen", type=float, metavar="S", help="seconds each soundtrack must play before the "
+                   "answers unlock (default 5)")
+    s.add_argument("--seed", type=int, help="design seed: same inputs and seed, same design (default 0)")
+    s.add_argument("--config", help="study config (YAML or JSON: questions, loudness target, texts, any option "
+                   "above); see studies/config.py")
+    s.add_argument("--results", help="results folder holding the runs (default $VM_EVAL_RESULTS or ./results)")
+    s.add_argument("--force", action="store_true", help="re-create a complete study in STUDY_DIR (cached stimuli "
+                   "are reused)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
                        description="Build VidMusician on the meta device (no weights, no memory) and print total and "
                        "trainable parameters per component, against the paper's 24.79M trainable.")

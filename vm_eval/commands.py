@@ -307,3 +307,19 @@ def _data_check(args) -> int:
         return 1
     print(f"{target}: {len(manifest.clips)} clips, no problems")
     return 0
+
+
+def cmd_study(args) -> int:
+    return {"create": _study_create}[args.study_command](args)
+
+
+def _study_create(args) -> int:
+    from studies.create import CreateRequest, create_study, format_summary
+
+    result = create_study(CreateRequest(
+        runs=args.runs, out=Path(args.out), split=args.split, config=Path(args.config) if args.config else None,
+        results=paths.results_dir(args.results), raters=args.raters, trials_per_rater=args.trials_per_rater,
+        catch_rate=args.catch_rate, allow_ties=args.allow_ties, min_listen_s=args.min_listen, seed=args.seed,
+        force=args.force, progress=not args.quiet))
+    print(format_summary(result))
+    return 0
