@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.config/vm-eval/vm-eval.toml)")
     b.add_argument("--brief", action="store_true", help="one line per system")
 
-    p = sub.add_parser("study", help="pairwise listening studies: create a study (design + stimuli) from runs")
+    p = sub.add_parser("study", help="pairwise listening studies: create a study (design + stimuli) from runs, serve it")
     ssub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
     s = ssub.add_parser(
         "create", help="build a balanced pairwise design and loudness-normalised stimuli from stored runs",
@@ -134,6 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-create a complete study in STUDY_DIR (cached stimuli "
                    "are reused)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s = ssub.add_parser(
+        "serve", help="serve a created study to raters (consent, volume check, trials, completion code)",
+        description="Serve the listening test of a complete study (STUDY_DIR must pass the manifest check of "
+        "`study create`). Raters open the printed URL (append ?rater=ID or ?PROLIFIC_PID=ID to use your own ids); "
+        "votes go to SQLite at STUDY_DIR/votes.sqlite (WAL mode) unless --db names another database. Admin "
+        "endpoints (/admin/progress, /admin/export?format=csv|json) need the admin token printed at start-up, as "
+        "'Authorization: Bearer TOKEN' or ?token=TOKEN.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  vm-eval study serve studies/pilot\n  vm-eval study serve S --host 0.0.0.0 --port 8080 "
+        "--db postgresql+psycopg://user@db/votes\nenvironment: VM_EVAL_STUDY_ADMIN_TOKEN (admin token, instead of a "
+        "fresh one per start)")
+    s.add_argument("study_dir", metavar="STUDY_DIR", help="study folder written by `vm-eval study create`")
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8700, help="port (default 8700)")
+    s.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default sqlite:///STUDY_DIR/votes.sqlite)")
+    s.add_argument("--admin-token", help="admin token (default $VM_EVAL_STUDY_ADMIN_TOKEN, else a fresh random one)")
 
     p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
                        description="Build VidMusician on the meta device (no weights, no memory) and print total and "

@@ -310,7 +310,7 @@ def _data_check(args) -> int:
 
 
 def cmd_study(args) -> int:
-    return {"create": _study_create}[args.study_command](args)
+    return {"create": _study_create, "serve": _study_serve}[args.study_command](args)
 
 
 def _study_create(args) -> int:
@@ -322,4 +322,29 @@ def _study_create(args) -> int:
         catch_rate=args.catch_rate, allow_ties=args.allow_ties, min_listen_s=args.min_listen, seed=args.seed,
         force=args.force, progress=not args.quiet))
     print(format_summary(result))
+    return 0
+
+
+def _study_serve(args) -> int:
+    import os
+
+    import uvicorn
+
+    from studies.server import create_app, default_db_url
+
+    token = args.admin_token or os.environ.get("VM_EVAL_STUDY_ADMIN_TOKEN") or None
+    db = args.db or default_db_url(args.study_dir)
+    app = create_app(args.study_dir, db_url=db, admin_token=token)
+    study = app.state.ctx.study
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    base = f"http://{host}:{args.port}"
+    print(f"serving study {study.dir} ({study.n_slots} rater slots x {study.design.trials_per_rater} trials, "
+          f"manifest {study.manifest_sha256[:12]})")
+    print(f"votes database: {app.state.ctx.repo.engine.url.render_as_string(hide_password=True)}")
+    print(f"rater URL: {base}/   (own ids: {base}/?rater=ID or {base}/?PROLIFIC_PID=ID)")
+    print(f"admin token: {app.state.admin_token}"
+          + ("" if token else "  (fresh for this start; set VM_EVAL_STUDY_ADMIN_TOKEN or --admin-token to keep one)"))
+    print(f"admin: {base}/admin/progress, {base}/admin/export?format=csv  (header 'Authorization: Bearer TOKEN')",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -1,0 +1,279 @@
+"""The rater flow: entry and pages (consent -> instructions -> volume check -> trials -> completion code), the
+JSON API the trial page drives, the test tone and the stimuli.
+
+Rater-facing output never names a system, run or path: trials travel as opaque tokens (:mod:`.study`), media as
+``/media/<stimulus key>.mp4`` looked up in ``stimuli.json``, answers as positions A / B / tie. The design's left
+system is side A. Votes need enough listening to both sides, checked on the recorded listen events
+(:mod:`.listening`), are idempotent per (rater, trial, question), and must follow the presentation order.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from studies.design import Trial
+from studies.server.context import ServerContext, error, get_ctx
+from studies.server.listening import listened_seconds
+from studies.server.schemas import (
+    RATER_ID_PATTERN, RATER_ID_RE, ListenEventsIn, QuestionOut, StateOut, TrialOut, VoteIn,
+)
+from studies.server.storage import Rater, VoteConflict, utc
+from studies.server.tone import tone_wav
+
+COOKIE = "vm_eval_rater"
+URL_PARAMS = ("rater", "PROLIFIC_PID")
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+MEDIA_NAME = r"^[0-9a-f]{16,128}\.mp4$"
+
+router = APIRouter()
+Ctx = Annotated[ServerContext, Depends(get_ctx)]
+RaterId = Annotated[str, PathParam(pattern=RATER_ID_PATTERN, max_length=64)]
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+def _rater(ctx: ServerContext, rid: str, consented: bool = True) -> Rater:
+    r = ctx.repo.rater(rid)
+    if r is None:
+        raise error(404, "unknown_rater", "unknown rater id: open the study link and give consent first")
+    if consented and r.consent_at is None:
+        raise error(403, "no_consent", "consent has not been given")
+    return r
+
+
+def _trial(ctx: ServerContext, rater: Rater, token: str) -> Trial:
+    t = ctx.study.trial_of.get(token)
+    if t is None:
+        raise error(404, "unknown_trial", "no such trial")
+    if t.rater != rater.slot:
+        raise error(403, "foreign_trial", "this trial is not assigned to you")
+    return t
+
+
+def _progress(ctx: ServerContext, rater: Rater) -> tuple[int, int, Trial | None, dict[str, dict[str, str]]]:
+    """(trials fully answered, trials, first trial not fully answered or None, stored answers per trial id)."""
+    answers = ctx.repo.answers(rater.id)
+    qids = [q.id for q in ctx.study.config.questions]
+    trials = ctx.study.trials(rater.slot)
+    open_ = [t for t in trials if any(q not in answers.get(t.trial_id, {}) for q in qids)]
+    return len(trials) - len(open_), len(trials), (open_[0] if open_ else None), answers
+
+
+def _listened(ctx: ServerContext, rater: Rater, trial: Trial) -> dict[str, float]:
+    return listened_seconds(ctx.repo.events(rater.id, trial.trial_id))
+
+
+def _trial_out(ctx: ServerContext, rater: Rater, trial: Trial, answers: dict[str, str]) -> TrialOut:
+    s = ctx.study
+    keys = {pos: s.key_of[(trial.clip_id, system)] for pos, system in s.sides(trial).items()}
+    return TrialOut(
+        token=s.token_of[trial.trial_id], index=trial.position + 1, total=len(s.trials(rater.slot)),
+        video=f"/media/{keys['A']}.mp4", media={pos: f"/media/{k}.mp4" for pos, k in keys.items()},
+        questions=[QuestionOut(id=q.id, text=q.text) for q in s.config.questions], options=s.answer_options,
+        min_listen_s=s.config.min_listen_s, answered=answers, listened=_listened(ctx, rater, trial))
+
+
+def _state(ctx: ServerContext, rater: Rater) -> StateOut:
+    done, total, current, answers = _progress(ctx, rater)
+    if current is None and rater.completion_code is None:
+        rater = ctx.repo.complete(rater.id, ctx.clock())
+    return StateOut(
+        rater=rater.id, consented=rater.consent_at is not None, volume_checked=rater.volume_checked_at is not None,
+        done=done, total=total, complete=current is None, completion_code=rater.completion_code,
+        trial=_trial_out(ctx, rater, current, answers.get(current.trial_id, {})) if current else None)
+
+
+def _step(rater: Rater | None, ctx: ServerContext) -> str:
+    if rater is None or rater.consent_at is None:
+        return "consent"
+    if rater.volume_checked_at is None:
+        return "instructions"
+    return "done" if _progress(ctx, rater)[2] is None else "trials"
+
+
+def _to(step: str, rid: str) -> RedirectResponse:
+    return RedirectResponse(f"/{step}?rater={quote(rid)}", status_code=303)
+
+
+def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+
+
+def _page_rater(request: Request) -> str | None:
+    rid = request.query_params.get("rater")
+    return rid if rid is not None and RATER_ID_RE.match(rid) else None
+
+
+# -- pages --------------------------------------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def entry(request: Request, ctx: Ctx) -> Response:
+    """The study link: rater id from ?rater= / ?PROLIFIC_PID=, else the cookie, else a new one; then the
+    rater's next step, with the id in the URL and in a cookie."""
+    given = next((request.query_params[p] for p in URL_PARAMS if p in request.query_params), None)
+    if given is not None and not RATER_ID_RE.match(given):
+        return _page(request, "error.html", 400, title="Invalid link",
+                     message="The rater id in this link is invalid: use 1 to 64 letters, digits, '-' or '_'.")
+    rid = given or request.cookies.get(COOKIE)
+    if rid is None or not RATER_ID_RE.match(rid):
+        rid = "r" + secrets.token_hex(8)
+    resp = _to(_step(ctx.repo.rater(rid), ctx), rid)
+    resp.set_cookie(COOKIE, rid, max_age=60 * 60 * 24 * 30, httponly=True, samesite="lax")
+    return resp
+
+
+def _flow_page(request: Request, ctx: ServerContext, step: str) -> Response:
+    rid = _page_rater(request)
+    if rid is None:
+        return RedirectResponse("/", status_code=303)
+    rater = ctx.repo.rater(rid)
+    now = _step(rater, ctx)
+    # instructions and the volume check may be revisited after consent; the other pages only at their step
+    allowed = now != "consent" if step in ("instructions", "volume") else now == step
+    if not allowed:
+        return _to(now, rid)
+    cfg = ctx.study.config
+    ctx_vars = {"rater": rid, "step": step}
+    if step == "consent":
+        ctx_vars["paragraphs"] = [p.strip() for p in cfg.consent_text.split("\n\n") if p.strip()]
+    elif step == "instructions":
+        ctx_vars["paragraphs"] = [p.strip() for p in cfg.instructions_text.split("\n\n") if p.strip()]
+    elif step == "done":
+        ctx_vars["code"] = _state(ctx, rater).completion_code
+    return _page(request, f"{step}.html", **ctx_vars)
+
+
+@router.get("/consent", response_class=HTMLResponse, include_in_schema=False)
+def consent_page(request: Request, ctx: Ctx) -> Response:
+    return _flow_page(request, ctx, "consent")
+
+
+@router.get("/instructions", response_class=HTMLResponse, include_in_schema=False)
+def instructions_page(request: Request, ctx: Ctx) -> Response:
+    return _flow_page(request, ctx, "instructions")
+
+
+@router.get("/volume", response_class=HTMLResponse, include_in_schema=False)
+def volume_page(request: Request, ctx: Ctx) -> Response:
+    return _flow_page(request, ctx, "volume")
+
+
+@router.get("/trials", response_class=HTMLResponse, include_in_schema=False)
+def trials_page(request: Request, ctx: Ctx) -> Response:
+    return _flow_page(request, ctx, "trials")
+
+
+@router.get("/done", response_class=HTMLResponse, include_in_schema=False)
+def done_page(request: Request, ctx: Ctx) -> Response:
+    return _flow_page(request, ctx, "done")
+
+
+@router.get("/tone.wav", include_in_schema=False)
+def tone(ctx: Ctx) -> Response:
+    return Response(tone_wav(float(ctx.study.config.loudness_lufs)), media_type="audio/wav",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/media/{name}", include_in_schema=False)
+def media(name: str, ctx: Ctx) -> Response:
+    """A stimulus by key. The key is looked up in the study's stimuli table; request input never becomes a path."""
+    key = name[:-4] if re.match(MEDIA_NAME, name) else None
+    path = ctx.study.media.get(key) if key else None
+    if path is None:
+        raise error(404, "unknown_media", "no such media")
+    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
+
+
+# -- API ----------------------------------------------------------------------------------------------------------
+@router.post("/api/raters/{rid}/consent")
+def give_consent(rid: RaterId, ctx: Ctx) -> StateOut:
+    """Create the rater (assigning a design slot) and record consent; repeating it changes nothing."""
+    now = ctx.clock()
+    ctx.repo.enrol(rid, ctx.study.n_slots, ctx.study.manifest_sha256, now)
+    return _state(ctx, ctx.repo.set_time(rid, "consent_at", now))
+
+
+@router.post("/api/raters/{rid}/volume-check")
+def volume_checked(rid: RaterId, ctx: Ctx) -> StateOut:
+    _rater(ctx, rid)
+    return _state(ctx, ctx.repo.set_time(rid, "volume_checked_at", ctx.clock()))
+
+
+@router.get("/api/raters/{rid}/state")
+def state(rid: RaterId, ctx: Ctx) -> StateOut:
+    """Progress and the first trial not fully answered (where a reloading or returning rater resumes)."""
+    return _state(ctx, _rater(ctx, rid))
+
+
+@router.get("/api/raters/{rid}/trials/{token}")
+def get_trial(rid: RaterId, token: str, ctx: Ctx) -> TrialOut:
+    rater = _rater(ctx, rid)
+    t = _trial(ctx, rater, token)
+    return _trial_out(ctx, rater, t, ctx.repo.answers(rid).get(t.trial_id, {}))
+
+
+@router.post("/api/raters/{rid}/trials/{token}/events")
+def listen_events(rid: RaterId, token: str, body: ListenEventsIn, ctx: Ctx) -> dict:
+    """Record play / pause / ended / seek events of one trial (stamped with the server clock)."""
+    rater = _rater(ctx, rid)
+    t = _trial(ctx, rater, token)
+    n = ctx.repo.add_events(rid, t.trial_id, (e.model_dump() for e in body.events), ctx.clock())
+    return {"recorded": n, "listened": _listened(ctx, rater, t)}
+
+
+@router.post("/api/raters/{rid}/trials/{token}/votes")
+def vote(rid: RaterId, token: str, body: VoteIn, ctx: Ctx) -> dict:
+    """Answers to questions of one trial. Replays of stored answers are 200 with ``duplicate: true``; a different
+    answer to an answered question is 409; new answers need ``min_listen_s`` of each side in the recorded listen
+    events (else 409 ``not_enough_listening``) and the trial must be the rater's current one (else 409)."""
+    s, now = ctx.study, ctx.clock()
+    rater = _rater(ctx, rid)
+    t = _trial(ctx, rater, token)
+    known = {q.id for q in s.config.questions}
+    unknown = sorted(set(body.answers) - known)
+    if unknown:
+        raise error(422, "unknown_question", f"unknown question(s) {unknown}; this study asks {sorted(known)}")
+    if not s.config.allow_ties and "tie" in body.answers.values():
+        raise error(422, "ties_not_allowed", "this study does not allow ties: answer A or B")
+    done, total, current, answers = _progress(ctx, rater)
+    stored = answers.get(t.trial_id, {})
+    conflicts = {q: stored[q] for q, a in body.answers.items() if q in stored and stored[q] != a}
+    if conflicts:
+        raise error(409, "already_answered", f"already answered differently: {sorted(conflicts)}")
+    new = {q: a for q, a in body.answers.items() if q not in stored}
+    listened = _listened(ctx, rater, t)
+    if new:
+        if current is None or t.position > current.position:
+            raise error(409, "out_of_order", "answer the trials in the order they are shown")
+        short = {p: v for p, v in listened.items() if v < s.config.min_listen_s}
+        if short:
+            raise _not_enough_listening(s.config.min_listen_s, listened)
+    sides = s.sides(t)
+    rows = [dict(rater_id=rid, trial_id=t.trial_id, clip_id=t.clip_id, question=q, answer=a, system_a=sides["A"],
+                 system_b=sides["B"], is_catch=t.is_catch, catch_expected=s.catch_expected(t, q),
+                 submission_id=body.submission_id, listen_a_s=listened["A"], listen_b_s=listened["B"],
+                 manifest_sha256=s.manifest_sha256, client_time=body.client_time, created_at=utc(now))
+            for q, a in new.items()]
+    try:
+        added, dups = ctx.repo.add_votes(rows)
+    except VoteConflict as c:  # a concurrent submission answered it first
+        raise error(409, "already_answered", f"already answered differently: [{c.question!r}]") from None
+    dups = sorted(set(dups) | (set(body.answers) - set(new)))
+    st = _state(ctx, ctx.repo.rater(rid))
+    return {"stored": sorted(added), "duplicates": dups, "duplicate": not added, "done": st.done,
+            "total": st.total, "complete": st.complete, "completion_code": st.completion_code,
+            "next": st.trial.token if st.trial else None}
+
+
+def _not_enough_listening(min_s: float, listened: dict[str, float]) -> HTTPException:
+    e = error(409, "not_enough_listening",
+              f"listen to both soundtracks for at least {min_s:g} s each before answering "
+              f"(recorded: A {listened['A']:.1f} s, B {listened['B']:.1f} s)")
+    e.detail["listened"] = listened
+    e.detail["min_listen_s"] = min_s
+    return e

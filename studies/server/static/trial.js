@@ -1,0 +1,193 @@
+/* The trial page: one muted video, two soundtracks (A and B) kept in sync with the video's currentTime, only one
+   playing at a time. Every play / pause / ended / seek is reported to the server at once; the answers unlock
+   once both soundtracks have played for min_listen_s (counted here from the video's progress; the server checks
+   its own count from the reported events before it accepts a vote). */
+"use strict";
+(function () {
+  const video = document.getElementById("video");
+  const audio = { A: document.getElementById("audio-A"), B: document.getElementById("audio-B") };
+  const buttons = { A: document.getElementById("play-A"), B: document.getElementById("play-B") };
+  const pauseBtn = document.getElementById("pause");
+  const seek = document.getElementById("seek");
+  const timeEl = document.getElementById("time");
+  const hint = document.getElementById("listen-hint");
+  const form = document.getElementById("questions");
+  const next = document.getElementById("next");
+  const DRIFT_S = 0.12;
+
+  let trial = null;       // the server's trial payload
+  let active = null;      // side whose soundtrack is selected ("A" / "B")
+  let playing = false;
+  let lastTime = 0;
+  let listened = { A: 0, B: 0 };
+  let choices = {};
+
+  function fmt(t) {
+    const s = Math.max(0, Math.floor(t));
+    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+
+  function report(side, event) {
+    if (!trial) return;
+    const body = { events: [{ side: side, event: event, media_time: Math.max(0, video.currentTime || 0),
+                              client_time: Date.now() }] };
+    api("/trials/" + trial.token + "/events", body, { keepalive: true }).catch((e) => showError(e.message));
+  }
+
+  function unlocked() {
+    return trial && listened.A >= trial.min_listen_s && listened.B >= trial.min_listen_s;
+  }
+
+  function render() {
+    for (const side of ["A", "B"]) buttons[side].setAttribute("aria-pressed", String(playing && active === side));
+    pauseBtn.disabled = !playing;
+    timeEl.textContent = fmt(video.currentTime || 0) + " / " + fmt(video.duration || 0);
+    const open = unlocked();
+    if (trial) {
+      const left = ["A", "B"].filter((s) => listened[s] < trial.min_listen_s);
+      hint.textContent = open ? "You can answer now (you may keep listening)."
+        : "Listen to " + left.map((s) => "soundtrack " + s).join(" and ") + " for at least "
+          + trial.min_listen_s + " s each to unlock the answers.";
+    }
+    for (const fs of form.querySelectorAll("fieldset")) fs.disabled = !open || fs.dataset.answered === "1";
+    const all = trial && trial.questions.every((q) => choices[q.id] || trial.answered[q.id]);
+    next.disabled = !(open && all);
+  }
+
+  function stopAudio(side) {
+    if (!audio[side].paused) audio[side].pause();
+  }
+
+  async function playSide(side) {
+    if (playing && active === side) return;
+    if (playing && active && active !== side) {
+      stopAudio(active);
+      report(active, "pause");
+    }
+    if (video.ended || (video.duration && video.currentTime >= video.duration - 0.05)) video.currentTime = 0;
+    active = side;
+    const a = audio[side];
+    a.currentTime = video.currentTime;
+    playing = true;
+    lastTime = video.currentTime;
+    report(side, "play");
+    render();
+    try { await Promise.all([video.play(), a.play()]); }
+    catch (e) { showError("Playback failed: " + e.message); pause(); }
+  }
+
+  function pause() {
+    if (!playing) return;
+    playing = false;
+    video.pause();
+    if (active) { stopAudio(active); report(active, "pause"); }
+    render();
+  }
+
+  video.addEventListener("timeupdate", () => {
+    const t = video.currentTime;
+    if (playing && active) {
+      const d = t - lastTime;
+      if (d > 0 && d < 1) listened[active] += d;
+      const a = audio[active];
+      if (Math.abs(a.currentTime - t) > DRIFT_S) a.currentTime = t;
+    }
+    lastTime = t;
+    if (!seek.matches(":active")) seek.value = String(t);
+    render();
+  });
+  video.addEventListener("loadedmetadata", () => { seek.max = String(video.duration || 1); render(); });
+  video.addEventListener("ended", () => {
+    if (playing && active) { stopAudio(active); report(active, "ended"); }
+    playing = false;
+    render();
+  });
+  video.addEventListener("volumechange", () => { if (!video.muted) video.muted = true; });
+  for (const side of ["A", "B"]) {
+    buttons[side].addEventListener("click", () => playSide(side));
+    audio[side].addEventListener("waiting", () => { if (playing && active === side) video.pause(); });
+    audio[side].addEventListener("playing", () => { if (playing && active === side && video.paused) video.play(); });
+  }
+  pauseBtn.addEventListener("click", pause);
+  seek.addEventListener("input", () => {
+    const t = parseFloat(seek.value) || 0;
+    video.currentTime = t;
+    lastTime = t;
+    if (active) audio[active].currentTime = t;
+    if (playing && active) report(active, "seek");
+    render();
+  });
+
+  function buildQuestions() {
+    form.textContent = "";
+    const labels = { A: "A", B: "B", tie: "No preference" };
+    for (const q of trial.questions) {
+      const fs = document.createElement("fieldset");
+      fs.dataset.answered = trial.answered[q.id] ? "1" : "0";
+      const lg = document.createElement("legend");
+      lg.textContent = q.text;
+      fs.appendChild(lg);
+      for (const opt of trial.options) {
+        const label = document.createElement("label");
+        const input = document.createElement("input");
+        input.type = "radio";
+        input.name = "q-" + q.id;
+        input.value = opt;
+        input.checked = trial.answered[q.id] === opt;
+        input.addEventListener("change", () => { choices[q.id] = opt; render(); });
+        label.appendChild(input);
+        label.appendChild(document.createTextNode(" " + labels[opt]));
+        fs.appendChild(label);
+      }
+      form.appendChild(fs);
+    }
+  }
+
+  function show(state) {
+    if (state.complete || !state.trial) { go("done"); return; }
+    pause();
+    trial = state.trial;
+    active = null;
+    choices = {};
+    listened = { A: trial.listened.A || 0, B: trial.listened.B || 0 };
+    document.getElementById("progress-text").textContent = "Trial " + trial.index + " of " + trial.total;
+    const bar = document.getElementById("progress");
+    bar.max = trial.total;
+    bar.value = state.done;
+    video.src = trial.video;
+    audio.A.src = trial.media.A;
+    audio.B.src = trial.media.B;
+    video.currentTime = 0;
+    lastTime = 0;
+    seek.value = "0";
+    buildQuestions();
+    showError("");
+    render();
+    window.scrollTo(0, 0);
+  }
+
+  next.addEventListener("click", async (ev) => {
+    ev.preventDefault();
+    const answers = {};
+    for (const q of trial.questions) if (!trial.answered[q.id]) answers[q.id] = choices[q.id];
+    next.disabled = true;
+    try {
+      pause();
+      await api("/trials/" + trial.token + "/votes", { answers: answers, submission_id: randomId(),
+                                                       client_time: Date.now() });
+      show(await api("/state"));
+    } catch (e) {
+      if (e.detail && e.detail.listened) {
+        listened = { A: Math.min(listened.A, e.detail.listened.A), B: Math.min(listened.B, e.detail.listened.B) };
+      }
+      showError(e.message);
+      render();
+    }
+  });
+  form.addEventListener("submit", (ev) => ev.preventDefault());
+
+  api("/state").then((state) => {
+    if (!state.volume_checked) { go("instructions"); return; }
+    show(state);
+  }).catch((e) => showError(e.message));
+})();

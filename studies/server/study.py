@@ -1,0 +1,92 @@
+"""The study as the server sees it: verified files, the design's trials per slot, stimulus keys, opaque tokens.
+
+Nothing here is sent to raters as is. Raters see a trial through its *token* (an HMAC of the design's trial id
+under a secret kept in the database, so it cannot be reversed or guessed from the design's public construction)
+and media through stimulus keys (content hashes, :func:`studies.stimuli.stimulus_key`), looked up in
+``stimuli.json``; file paths are never built from request input.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from studies.config import StudyConfig, load_config
+from studies.create import STIMULI_DIR, verify_study
+from studies.design import Design, Trial
+
+KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
+
+
+class StudyServerError(ValueError):
+    """The study cannot be served (incomplete, changed, or a database of another version of it)."""
+
+
+@dataclass(frozen=True)
+class ServedStudy:
+    dir: Path
+    manifest_sha256: str
+    config: StudyConfig
+    design: Design
+    media: dict[str, Path]  # stimulus key -> file (inside STUDY_DIR/stimuli)
+    key_of: dict[tuple[str, str], str]  # (clip id, system) -> stimulus key
+    secret: bytes
+    token_of: dict[str, str]  # trial id -> token
+    trial_of: dict[str, Trial]  # token -> trial
+
+    @classmethod
+    def load(cls, study_dir: str | Path, secret: bytes) -> "ServedStudy":
+        """Load a complete study (raises :class:`StudyServerError` unless :func:`verify_study` passes)."""
+        d = Path(study_dir).resolve()
+        try:
+            man = verify_study(d)
+        except ValueError as e:
+            raise StudyServerError(f"refusing to serve: {e}") from None
+        config = load_config(d)
+        design = Design.from_json(json.loads((d / "design.json").read_text()))
+        stim_root = (d / STIMULI_DIR).resolve()
+        media: dict[str, Path] = {}
+        key_of: dict[tuple[str, str], str] = {}
+        for s in json.loads((d / "stimuli.json").read_text())["stimuli"]:
+            key = str(s["key"])
+            path = (d / s["file"]).resolve()
+            if not KEY_RE.match(key) or path.parent != stim_root or path.name != f"{key}.mp4":
+                raise StudyServerError(f"refusing to serve: stimuli.json lists an unexpected stimulus {s['file']!r}")
+            media[key] = path
+            key_of[(s["clip_id"], s["system"])] = key
+        missing = [(t.clip_id, s) for t in design.all_trials() for s in (t.system_left, t.system_right)
+                   if (t.clip_id, s) not in key_of]
+        if missing:
+            raise StudyServerError(f"refusing to serve: no stimulus for {missing[0]} (and {len(missing) - 1} more)")
+        absent = [k for k, p in media.items() if not p.is_file()]
+        if absent:
+            raise StudyServerError(f"refusing to serve: {len(absent)} stimulus file(s) missing, e.g. {absent[0]}.mp4")
+        token_of = {t.trial_id: cls._token(secret, man["content_sha256"], t.trial_id) for t in design.all_trials()}
+        trial_of = {token_of[t.trial_id]: t for t in design.all_trials()}
+        return cls(d, man["content_sha256"], config, design, media, key_of, secret, token_of, trial_of)
+
+    @staticmethod
+    def _token(secret: bytes, manifest: str, trial_id: str) -> str:
+        return "x" + hmac.new(secret, f"{manifest}|{trial_id}".encode(), hashlib.sha256).hexdigest()[:24]
+
+    @property
+    def n_slots(self) -> int:
+        return self.design.raters
+
+    def trials(self, slot: int) -> tuple[Trial, ...]:
+        return self.design.trials[slot]
+
+    @property
+    def answer_options(self) -> list[str]:
+        return ["A", "B", "tie"] if self.config.allow_ties else ["A", "B"]
+
+    def sides(self, trial: Trial) -> dict[str, str]:
+        """Position -> system: the design's left system is A, the right one B."""
+        return {"A": trial.system_left, "B": trial.system_right}
+
+    def catch_expected(self, trial: Trial, question_id: str) -> str | None:
+        side = trial.expected_answer(self.config.question(question_id))
+        return {"left": "A", "right": "B"}.get(side) if side else None
