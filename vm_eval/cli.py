@@ -150,6 +150,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8700, help="port (default 8700)")
     s.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default sqlite:///STUDY_DIR/votes.sqlite)")
     s.add_argument("--admin-token", help="admin token (default $VM_EVAL_STUDY_ADMIN_TOKEN, else a fresh random one)")
+    s = ssub.add_parser(
+        "analyze", help="statistics of a study's votes: win rates, Bradley-Terry ranks, agreement, rater screening",
+        description="Analyse the votes of the study's current version (its manifest hash): per question, win rates "
+        "per system pair (Clopper-Pearson CI, exact binomial test, Holm), Bradley-Terry log-strengths with a "
+        "rater-cluster bootstrap CI and CI-based ranks, position bias, Krippendorff's alpha and split-half "
+        "reliability, after excluding raters who fail the catch trials. Writes CSV, parquet, plots and "
+        "summary.json into STUDY_DIR/analysis/.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("study_dir", metavar="STUDY_DIR", help="study folder written by `vm-eval study create`")
+    s.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default sqlite:///STUDY_DIR/votes.sqlite)")
+    s.add_argument("--out", help="output folder (default STUDY_DIR/analysis)")
+    s.add_argument("--ties", choices=("exclude", "half"), default="exclude",
+                   help="ties dropped (default, sign-test convention) or counted as half a win each")
+    s.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    s.add_argument("--min-catch-accuracy", type=float, default=0.75,
+                   help="exclude raters below this catch-trial accuracy (default 0.75)")
+    s.add_argument("--min-catch-trials", type=int, default=2,
+                   help="exclude raters who saw fewer scored catch trials (default 2)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and split-half draws")
+    s.add_argument("--no-plots", action="store_true", help="tables and summary only")
 
     p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
                        description="Build VidMusician on the meta device (no weights, no memory) and print total and "

@@ -310,7 +310,19 @@ def _data_check(args) -> int:
 
 
 def cmd_study(args) -> int:
-    return {"create": _study_create, "serve": _study_serve}[args.study_command](args)
+    return {"create": _study_create, "serve": _study_serve, "analyze": _study_analyze}[args.study_command](args)
+
+
+def _study_analyze(args) -> int:
+    from studies.analyze import AnalyzeRequest, analyze_study, format_report
+
+    settings = {"ties": args.ties, "resamples": args.resamples, "seed": args.seed,
+                "exclusion": {"min_accuracy": args.min_catch_accuracy, "min_catch_trials": args.min_catch_trials}}
+    rep, out = analyze_study(AnalyzeRequest(Path(args.study_dir), db=args.db, out=Path(args.out) if args.out else None,
+                                            settings=settings, plots=not args.no_plots))
+    print(format_report(rep))
+    print(f"tables, plots and summary: {out}")
+    return 0
 
 
 def _study_create(args) -> int:
