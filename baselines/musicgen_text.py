@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from vm_eval import paths, weights
-from vm_eval.fsutil import file_sha256
+from vm_eval.fsutil import file_sha256, json_sha256
 from vm_eval.models.api import ClipInput, ModelInfo, NotApplicable
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class MusicGenText:
                              **({"random": True} if random else {})} for role, name, path, random in parts]
         if descriptors is not None and self.uses_descriptors:
             self._identities.append({"name": "descriptors:" + descriptors.info.name, "path": "",
-                                     "sha256": _json_sha(dataclasses.asdict(descriptors.info))})
+                                     "sha256": json_sha256(dataclasses.asdict(descriptors.info))})
         self.info = ModelInfo(
             name=label, family="baseline", sample_rate=self.sample_rate, max_duration_s=None, trained=not random_bb,
             extra={"backbone": bb_name, "scale": bb.scale.name, "t5": t5_name, "prompt": prompt, "template": template,
@@ -388,12 +388,6 @@ def _template_fields(template: str | None) -> set[str]:
     if bad:
         raise ValueError(f"template fields {sorted(bad)} unknown; use {{{'}, {'.join(TEMPLATE_FIELDS)}}}")
     return names
-
-
-def _json_sha(obj) -> str:
-    from vm_eval.fsutil import json_sha256
-
-    return json_sha256(obj)
 
 
 # ------------------------------------------------------------------------------------------------ tiny random

@@ -10,6 +10,17 @@ from metrics.base import ClipContext, MetricError, MetricInfo
 ABSOLUTE_GATE_LUFS = -70.0
 
 
+def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness of [channels, n] audio in LUFS (pyloudnorm's BS.1770-4 meter); -inf when every block
+    falls under the absolute gate. Raises ValueError for audio shorter than one 0.4 s block."""
+    import pyloudnorm
+
+    if audio.shape[-1] < 0.4 * sample_rate:
+        raise ValueError(f"audio lasts {audio.shape[-1] / sample_rate:.3f} s, shorter than one 0.4 s block")
+    with np.errstate(divide="ignore"):
+        return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64)))
+
+
 class IntegratedLoudness:
     """Integrated loudness of the generated audio in LUFS (pyloudnorm's BS.1770-4 meter, native rate).
 
@@ -25,13 +36,10 @@ class IntegratedLoudness:
     )
 
     def score(self, audio: np.ndarray, sample_rate: int, ctx: ClipContext) -> float:
-        import pyloudnorm
-
-        if audio.shape[-1] < 0.4 * sample_rate:
-            raise MetricError(f"audio lasts {audio.shape[-1] / sample_rate:.3f} s, shorter than one 0.4 s block")
-        data = audio.T.astype(np.float64)  # pyloudnorm wants [n, channels]
-        with np.errstate(divide="ignore"):
-            value = pyloudnorm.Meter(sample_rate).integrated_loudness(data)
+        try:
+            value = integrated_lufs(audio, sample_rate)
+        except ValueError as e:
+            raise MetricError(str(e)) from None
         if not math.isfinite(value) or value < ABSOLUTE_GATE_LUFS:
             return ABSOLUTE_GATE_LUFS
         return float(value)

@@ -39,6 +39,15 @@ def configure(monkeypatch, system: str, checkout: Path, checkpoints: dict[str, P
     monkeypatch.setenv("FAKE_UPSTREAM_MODE", mode)
 
 
+def adapter_factory(monkeypatch, system_class, checkout: Path, checkpoints: dict[str, Path], device: str = "cpu"):
+    """make(mode="ok", timeout_s=None, **options) -> the adapter configured for the fake, in that failure mode."""
+    def make(mode: str = "ok", timeout_s: float | None = None, **kw):
+        configure(monkeypatch, system_class.spec.name, checkout, checkpoints, timeout_s=timeout_s, mode=mode)
+        return system_class(**{"device": device, **kw})
+
+    return make
+
+
 def checkpoint_dir(root: Path, files: tuple[str, ...]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for f in files:

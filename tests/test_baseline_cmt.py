@@ -8,7 +8,7 @@ import mido
 import numpy as np
 import pytest
 
-from baseline_fakes import configure, demo_clips, fake_checkout, not_configured_message
+from baseline_fakes import adapter_factory, demo_clips, fake_checkout, not_configured_message
 from baselines.cmt import CMT, SPEC, cmt_stem, gpu_argument, read_tempo
 from baselines.external.adapter import NotConfigured
 from baselines.external.midi import RENDER_RATE
@@ -28,9 +28,7 @@ def setup(tmp_path, monkeypatch, data_dir):
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"weights")
 
-    def make(mode="ok", timeout_s=None, **kw):
-        configure(monkeypatch, "cmt", checkout, {"model": ckpt}, timeout_s=timeout_s, mode=mode)
-        return CMT(device="cpu", **kw)
+    make = adapter_factory(monkeypatch, CMT, checkout, {"model": ckpt})
 
     clips = demo_clips(data_dir, tmp_path / "cache", n=7)
     # the two shortest test clips (6.08 s and 6.84 s at 25 fps): every clip costs four upstream processes

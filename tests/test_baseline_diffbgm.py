@@ -10,9 +10,9 @@ import mido
 import numpy as np
 import pytest
 
-from baseline_fakes import configure, demo_clips, fake_checkout, not_configured_message
+from baseline_fakes import adapter_factory, demo_clips, fake_checkout, not_configured_message
 from baselines.diffbgm import SPEC, DiffBGM, midi_window
-from baselines.external.adapter import NotConfigured, safe_stem
+from baselines.external.adapter import safe_stem
 from baselines.external.midi import RENDER_RATE
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from vm_eval.data.manifest import Clip, Manifest
@@ -52,9 +52,7 @@ def setup(tmp_path, monkeypatch, data_dir):
         return ClipInput(Clip(id=cid, video=video, start=start, end=end, split="test"), demo, 0, tmp_path / "cache" /
                          "media")
 
-    def make(mode="ok", timeout_s=None, **kw):
-        configure(monkeypatch, "diff-bgm", checkout, {"model": model_dir}, timeout_s=timeout_s, mode=mode)
-        return DiffBGM(device="cpu", **kw)
+    make = adapter_factory(monkeypatch, DiffBGM, checkout, {"model": model_dir})
 
     return make, demo_clips(data_dir, tmp_path / "cache", n=2), clip, checkout
 

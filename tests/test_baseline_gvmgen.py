@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
+from baseline_fakes import adapter_factory, checkpoint_dir, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from baselines.gvmgen import SPEC, GVMGen, frames_for
@@ -20,9 +20,7 @@ def setup(tmp_path, monkeypatch, data_dir):
     checkout = fake_checkout(tmp_path / "GVMGen", {"test.py": "gvmgen_test.py"})
     ckpt = checkpoint_dir(tmp_path / "checkpoints", ("state_dict.bin", "compression_state_dict.bin"))
 
-    def make(mode="ok", timeout_s=None, **kw):
-        configure(monkeypatch, "gvmgen", checkout, {"model": ckpt}, timeout_s=timeout_s, mode=mode)
-        return GVMGen(device="cpu", **kw)
+    make = adapter_factory(monkeypatch, GVMGen, checkout, {"model": ckpt})
 
     return make, demo_clips(data_dir, tmp_path / "cache", n=2), checkout
 

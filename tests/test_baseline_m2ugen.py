@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
+from baseline_fakes import adapter_factory, checkpoint_dir, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured, safe_stem
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from baselines.m2ugen import DEFAULT_PROMPT, SPEC, M2UGen, duration_tolerance_s, upstream_seconds
@@ -49,10 +49,7 @@ def setup(tmp_path, monkeypatch, data_dir, media_cache):
     checkout = fake_checkout(tmp_path / "M2UGen", {"M2UGen/inference.py": "m2ugen_inference.py"})
     ckpts = _checkpoints(tmp_path / "ckpts")
 
-    def make(mode="ok", timeout_s=None, **kw):
-        configure(monkeypatch, "m2ugen", checkout, ckpts, timeout_s=timeout_s, mode=mode)
-        kw.setdefault("device", "cuda:0")
-        return M2UGen(**kw)
+    make = adapter_factory(monkeypatch, M2UGen, checkout, ckpts, device="cuda:0")
 
     return make, demo_clips(data_dir, media_cache, n=2), ckpts
 

@@ -14,7 +14,7 @@ import mido
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
+from baseline_fakes import adapter_factory, checkpoint_dir, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured, safe_stem
 from baselines.external.config import DEFAULT_SOUNDFONTS
 from baselines.external.midi import midi_duration_s, render_midi
@@ -44,10 +44,7 @@ def setup(tmp_path, monkeypatch, data_dir):
     checkout = make_checkout(tmp_path / "Video2Music")
     ckpt = checkpoint_dir(tmp_path / "AMT", WEIGHTS)
 
-    def make(mode="ok", timeout_s=None, **kw):
-        configure(monkeypatch, "video2music", checkout, {"amt": ckpt}, timeout_s=timeout_s, mode=mode)
-        kw.setdefault("device", "cpu")
-        return Video2Music(**kw)
+    make = adapter_factory(monkeypatch, Video2Music, checkout, {"amt": ckpt})
 
     # a space in the cache path: upstream puts the video path unquoted into a shell command
     return make, demo_clips(data_dir, tmp_path / "cache dir", n=2), checkout

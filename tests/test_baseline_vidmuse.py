@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from baseline_fakes import checkpoint_dir, configure, demo_clips, fake_checkout, not_configured_message
+from baseline_fakes import adapter_factory, checkpoint_dir, demo_clips, fake_checkout, not_configured_message
 from baselines.external.adapter import NotConfigured
 from baselines.external.process import UpstreamError, UpstreamTimeout
 from baselines.vidmuse import SPEC, VidMuse
@@ -18,9 +18,7 @@ def setup(tmp_path, monkeypatch, data_dir):
     checkout = fake_checkout(tmp_path / "VidMuse", {"infer.py": "vidmuse_infer.py"})
     ckpt = checkpoint_dir(tmp_path / "model", ("state_dict.bin", "compression_state_dict.bin"))
 
-    def make(mode="ok", timeout_s=None, **kw):
-        configure(monkeypatch, "vidmuse", checkout, {"model": ckpt}, timeout_s=timeout_s, mode=mode)
-        return VidMuse(device="cpu", **kw)
+    make = adapter_factory(monkeypatch, VidMuse, checkout, {"model": ckpt})
 
     return make, demo_clips(data_dir, tmp_path / "cache", n=2)
 

@@ -33,6 +33,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 MEDIA_NAME = r"^[0-9a-f]{16,128}\.mp4$"
 
 router = APIRouter()
+FLOW_PAGES = ("consent", "instructions", "volume", "trials", "done")  # pages of the rater flow, in order
 Ctx = Annotated[ServerContext, Depends(get_ctx)]
 RaterId = Annotated[str, PathParam(pattern=RATER_ID_PATTERN, max_length=64)]
 
@@ -139,38 +140,25 @@ def _flow_page(request: Request, ctx: ServerContext, step: str) -> Response:
         return _to(now, rid)
     cfg = ctx.study.config
     ctx_vars = {"rater": rid, "step": step}
-    if step == "consent":
-        ctx_vars["paragraphs"] = [p.strip() for p in cfg.consent_text.split("\n\n") if p.strip()]
-    elif step == "instructions":
-        ctx_vars["paragraphs"] = [p.strip() for p in cfg.instructions_text.split("\n\n") if p.strip()]
+    text = {"consent": cfg.consent_text, "instructions": cfg.instructions_text}.get(step)
+    if text is not None:
+        ctx_vars["paragraphs"] = [p.strip() for p in text.split("\n\n") if p.strip()]
     elif step == "done":
         ctx_vars["code"] = _state(ctx, rater).completion_code
     return _page(request, f"{step}.html", **ctx_vars)
 
 
-@router.get("/consent", response_class=HTMLResponse, include_in_schema=False)
-def consent_page(request: Request, ctx: Ctx) -> Response:
-    return _flow_page(request, ctx, "consent")
+def _flow_route(step: str):
+    def page(request: Request, ctx: Ctx) -> Response:
+        return _flow_page(request, ctx, step)
+
+    page.__name__ = f"{step}_page"
+    return page
 
 
-@router.get("/instructions", response_class=HTMLResponse, include_in_schema=False)
-def instructions_page(request: Request, ctx: Ctx) -> Response:
-    return _flow_page(request, ctx, "instructions")
-
-
-@router.get("/volume", response_class=HTMLResponse, include_in_schema=False)
-def volume_page(request: Request, ctx: Ctx) -> Response:
-    return _flow_page(request, ctx, "volume")
-
-
-@router.get("/trials", response_class=HTMLResponse, include_in_schema=False)
-def trials_page(request: Request, ctx: Ctx) -> Response:
-    return _flow_page(request, ctx, "trials")
-
-
-@router.get("/done", response_class=HTMLResponse, include_in_schema=False)
-def done_page(request: Request, ctx: Ctx) -> Response:
-    return _flow_page(request, ctx, "done")
+for _flow_step in FLOW_PAGES:
+    router.add_api_route(f"/{_flow_step}", _flow_route(_flow_step), methods=["GET"], response_class=HTMLResponse,
+                         include_in_schema=False)
 
 
 @router.get("/tone.wav", include_in_schema=False)

@@ -8,9 +8,10 @@ import argparse
 import json
 import math
 import os
-import sys
 
 import numpy as np
+
+import fakelib
 
 RESOLUTION = 16
 BAR = 17
@@ -44,11 +45,7 @@ if __name__ == '__main__':
     parser.add_argument('--video', default="final_640.mp4")
     parser.add_argument('--metadata', default="metadata.json")
     args = parser.parse_args()
-    if os.environ.get("FAKE_CMT_FAIL_STEP") == "metadata2numpy":
-        print("Traceback (most recent call last):\nKeyError: 'tempo' (fake metadata2numpy)", file=sys.stderr)
-        sys.exit(1)
-    if os.environ.get("FAKE_CMT_SILENT_STEP") == "metadata2numpy":
-        sys.exit(0)
+    fakelib.step_modes("metadata2numpy", "KeyError: 'tempo' (fake metadata2numpy)")
     video_name = os.path.basename(args.video)
     with open(args.metadata) as f:
         metadata = json.load(f)

@@ -6,9 +6,10 @@ FAKE_CMT_FAIL_STEP=optical_flow: traceback + exit 1; FAKE_CMT_SILENT_STEP=optica
 """
 import argparse
 import os
-import sys
 
 import numpy as np
+
+import fakelib
 
 
 def makedirs(dirs):
@@ -49,11 +50,7 @@ if __name__ == '__main__':
     parser.add_argument("--method", choices=["farneback", "lucaskanade_dense", "rlof"], default="farneback")
     parser.add_argument("--video", default="../../videos/final_640.mp4")
     args = parser.parse_args()
-    if os.environ.get("FAKE_CMT_FAIL_STEP") == "optical_flow":
-        print("Traceback (most recent call last):\nAssertionError (fake optical_flow)", file=sys.stderr)
-        sys.exit(1)
-    if os.environ.get("FAKE_CMT_SILENT_STEP") == "optical_flow":
-        sys.exit(0)
+    fakelib.step_modes("optical_flow", "AssertionError (fake optical_flow)")
     flow = dense_optical_flow(args.video)
     stem = os.path.basename(args.video).split('.')[0]
     open(os.path.join(fig_dir, stem + '.jpg'), 'wb').close()

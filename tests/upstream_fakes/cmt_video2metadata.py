@@ -9,9 +9,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
+
+import fakelib
 
 
 def makedirs(d):
@@ -70,11 +71,7 @@ if __name__ == '__main__':
     parser.add_argument('--visualize', action='store_true', default=True)
     parser.add_argument('--resolution', type=int, default=1)
     args = parser.parse_args()
-    if os.environ.get("FAKE_CMT_FAIL_STEP") == "video2metadata":
-        print("Traceback (most recent call last):\nOSError: ffmpeg failed (fake video2metadata)", file=sys.stderr)
-        sys.exit(1)
-    if os.environ.get("FAKE_CMT_SILENT_STEP") == "video2metadata":
-        sys.exit(0)
+    fakelib.step_modes("video2metadata", "OSError: ffmpeg failed (fake video2metadata)")
     metadata = process_video(args.video, args)
     with open("metadata.json", "w") as f:
         json.dump(metadata, f)

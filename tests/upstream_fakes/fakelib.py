@@ -94,3 +94,13 @@ def write_midi(path, seconds, tempo_bpm=None, program=0):
         tr.append(mido.Message("note_off", note=note, velocity=0, time=480))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     mid.save(path)
+
+
+def step_modes(step, error):
+    """Multi-step fakes (CMT's feature scripts): FAKE_CMT_FAIL_STEP=<step> prints `error` as a traceback and exits
+    1; FAKE_CMT_SILENT_STEP=<step> exits 0 having written nothing."""
+    if os.environ.get("FAKE_CMT_FAIL_STEP") == step:
+        print("Traceback (most recent call last):\n" + error, file=sys.stderr)
+        sys.exit(1)
+    if os.environ.get("FAKE_CMT_SILENT_STEP") == step:
+        sys.exit(0)
