@@ -14,8 +14,10 @@ log() { printf '\033[1;34m[install]\033[0m %s\n' "$*"; }
 # --- system packages (Debian) -------------------------------------------------------------------------
 # ffmpeg: torchcodec and torchaudio's I/O load its shared libraries; `ffprobe`/`ffmpeg` mux soundtracks.
 # fluidsynth + fluid-soundfont-gm: MIDI outputs of the CMT, Video2Music and Diff-BGM baselines are rendered
-# to audio with FluidSynth and the GM SoundFont (FluidR3_GM.sf2). Later: chromium (browser tests).
-APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm)
+# to audio with FluidSynth and the GM SoundFont (FluidR3_GM.sf2).
+# chromium + chromium-driver: the real-browser tests (listening-test rater session, leaderboard) drive Debian's
+# headless Chromium through Selenium; Selenium's own browser download needs a network this machine does not have.
+APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

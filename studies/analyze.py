@@ -9,9 +9,11 @@ and CI ranks, position bias, catch-trial screening, Krippendorff's alpha, split-
     raters.csv / .parquet         catch-trial accuracy per rater, excluded or kept with the reason
     win_rates.csv / .parquet      per question and system pair
     bradley_terry.csv / .parquet  per question and system: log-strength, CI, rank, votes
-    summary.json                  the report's summary plus the study's identity (manifest hash, systems -> runs);
-                                  what `vm-eval results` and the leaderboard read
+    summary.json                  the report's summary plus the study's identity (manifest hash, systems -> runs)
     bt-<question>.png, winrate-<question>.png   plots (when matplotlib is installed)
+
+and registers the summary in the results folder of the study's runs (``studies.results``), where `vm-eval
+results` and the leaderboard show it beside the runs' objective metrics.
 """
 from __future__ import annotations
 
@@ -42,6 +44,15 @@ class AnalyzeRequest:
     out: Path | None = None  # default STUDY_DIR/analysis
     settings: dict[str, Any] | None = None  # AnalysisConfig fields (ties, resamples, exclusion, seed, ...)
     plots: bool = True
+    results: Path | None = None  # results folder to register the summary in; default: the one holding the runs
+    register: bool = True
+
+
+@dataclass
+class AnalyzeResult:
+    report: StudyReport
+    out: Path
+    registered: Path | None  # the summary's entry in the results folder
 
 
 def load_votes(study_dir: Path, db: str | None = None) -> tuple[pd.DataFrame, str]:
@@ -61,7 +72,7 @@ def load_votes(study_dir: Path, db: str | None = None) -> tuple[pd.DataFrame, st
     return votes_frame(rows), manifest
 
 
-def analyze_study(req: AnalyzeRequest) -> tuple[StudyReport, Path]:
+def analyze_study(req: AnalyzeRequest) -> AnalyzeResult:
     study_dir = Path(req.study_dir)
     votes, manifest = load_votes(study_dir, req.db)
     config = load_config(study_dir)
@@ -88,7 +99,13 @@ def analyze_study(req: AnalyzeRequest) -> tuple[StudyReport, Path]:
     atomic_write_json(out / SUMMARY_FILE, summary)
     if req.plots:
         write_plots(rep, out)
-    return rep, out
+    registered = None
+    if req.register:
+        from studies.results import register, runs_root
+        from vm_eval import paths
+
+        registered = register(req.results or runs_root(study_dir) or paths.results_dir(None), study_dir, summary)
+    return AnalyzeResult(rep, out, registered)
 
 
 def write_plots(rep: StudyReport, out: Path) -> list[Path]:

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from studies.analyze import AnalyzeRequest, StudyAnalyzeError, analyze_study
+from studies.results import format_studies, list_studies
 from studies.server import create_app
 from test_study_server import SYSTEMS, Clock, answer_current, build_study, consent, media_bytes, state  # noqa: F401
 
@@ -28,8 +29,9 @@ def voted(tmp_path_factory, media_bytes):
 
 def test_analyze_writes_tables_and_summary(voted, tmp_path):
     d, acknowledged = voted
-    rep, out = analyze_study(AnalyzeRequest(d, settings={"resamples": 50, "splits": 20,
-                                                                 "exclusion": {"enabled": False}}, plots=False))
+    res = analyze_study(AnalyzeRequest(d, settings={"resamples": 50, "splits": 20, "exclusion": {"enabled": False}},
+                                       plots=False, results=tmp_path / "results"))
+    rep, out = res.report, res.out
     assert out == d / "analysis"
     votes = pd.read_parquet(out / "votes.parquet")
     assert len(votes) == acknowledged == len(pd.read_csv(out / "votes.csv"))
@@ -41,6 +43,14 @@ def test_analyze_writes_tables_and_summary(voted, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["study"]["systems"] == {s: f"20240101-000000-{s}-RUNID" for s in SYSTEMS}
     assert len(summary["study"]["manifest_sha256"]) == 64
+    # registered beside the runs for `vm-eval results` and the leaderboard
+    entries = list_studies(tmp_path / "results")
+    assert [e["file"] for e in entries] == [str(res.registered)] and entries[0]["summary"] == summary
+    text = format_studies(entries, {f"20240101-000000-{SYSTEMS[0]}-RUNID": {"status": "complete"}})
+    assert f"listening study {d.name}" in text and "overall: " in text and "(complete)" in text
+    assert "run not in this results folder" in text  # the other systems' runs are not in that folder
+    res.registered.write_text("{half a fi")
+    assert "unreadable" in format_studies(list_studies(tmp_path / "results"))
 
 
 def test_analyze_cli_and_errors(voted, tmp_path, capsys):
@@ -48,15 +58,22 @@ def test_analyze_cli_and_errors(voted, tmp_path, capsys):
 
     d, _ = voted
     # 4 trials per rater hold one catch trial: the default rule (at least 2) would exclude everybody
-    assert main(["study", "analyze", str(d), "--resamples", "30", "--no-plots"]) == 2
+    assert main(["study", "analyze", str(d), "--resamples", "30", "--no-plots", "--results", str(tmp_path / "r")]) == 2
     assert "excluded all 4 raters" in capsys.readouterr().err
     assert main(["study", "analyze", str(d), "--resamples", "30", "--out", str(tmp_path / "a"), "--no-plots",
-                 "--min-catch-trials", "0", "--min-catch-accuracy", "0"]) == 0
+                 "--min-catch-trials", "0", "--min-catch-accuracy", "0", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "== overall" in out and "side A chosen 1.00" in out and (tmp_path / "a" / "summary.json").is_file()
+    assert f"summary registered for `vm-eval results` and the leaderboard: {tmp_path / 'r' / 'studies'}" in out
+    assert main(["results", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"listening study {d.name}" in out and "Krippendorff's alpha" in out
     assert not list((tmp_path / "a").glob("*.png"))
-    rep, out_dir = analyze_study(AnalyzeRequest(d, out=tmp_path / "p", settings={"resamples": 20, "splits": 5,
-                                                                                 "exclusion": {"enabled": False}}))
+    res = analyze_study(AnalyzeRequest(d, out=tmp_path / "p", settings={"resamples": 20, "splits": 5,
+                                                                        "exclusion": {"enabled": False}},
+                                       register=False))
+    rep, out_dir = res.report, res.out
+    assert res.registered is None
     pngs = sorted(p.name for p in out_dir.glob("*.png"))
     assert pngs == sorted([f"bt-{q}.png" for q in rep.questions] + [f"winrate-{q}.png" for q in rep.questions])
     with pytest.raises(StudyAnalyzeError, match="no votes database"):

@@ -59,11 +59,12 @@ def media_bytes(tmp_path_factory) -> bytes:
     return p.read_bytes()
 
 
-def build_study(d: Path, media: bytes, *, allow_ties: bool = False, raters: int = 2, trials: int = 4) -> Path:
+def build_study(d: Path, media: bytes, *, allow_ties: bool = False, raters: int = 2, trials: int = 4,
+                min_listen: float = MIN_LISTEN) -> Path:
     """A minimal complete STUDY_DIR: config, design, one (copied) tiny mp4 per (clip, system) and the manifest
     written the way `study create` writes it, so `verify_study` passes."""
     d.mkdir(parents=True)
-    config = StudyConfig(systems=SYSTEMS, allow_ties=allow_ties, min_listen_s=MIN_LISTEN, catch_rate=0.25,
+    config = StudyConfig(systems=SYSTEMS, allow_ties=allow_ties, min_listen_s=min_listen, catch_rate=0.25,
                          raters=raters, trials_per_rater=trials, seed=3)
     design = make_design(CLIPS, SYSTEMS, raters, trials, catch_rate=0.25, questions=config.questions, seed=3)
     stim_dir = d / create_mod.STIMULI_DIR

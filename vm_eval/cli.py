@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exclude raters who saw fewer scored catch trials (default 2)")
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and split-half draws")
     s.add_argument("--no-plots", action="store_true", help="tables and summary only")
+    s.add_argument("--results", help="results folder to register the summary in, for `vm-eval results` and the "
+                                     "leaderboard (default: the folder holding the study's runs)")
 
     p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
                        description="Build VidMusician on the meta device (no weights, no memory) and print total and "

@@ -105,6 +105,7 @@ def cmd_results(args) -> int:
     rows = list_runs(paths.results_dir(args.results))
     print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows).rstrip("\n"))
     if args.format == "table":
+        from studies.results import format_studies, list_studies
         from vm_eval.ablate.report import format_report
         from vm_eval.ablate.run import list_groups
 
@@ -113,6 +114,9 @@ def cmd_results(args) -> int:
                 order = list(group["variants"])
                 print(f"\nablation {group['grid']['name']} ({group['preset']}, {group['status']}): {group['folder']}")
                 print(format_report(group["report"], order))
+        studies = format_studies(list_studies(paths.results_dir(args.results)), {r["run_id"]: r for r in rows})
+        if studies:
+            print(studies)
     return 0
 
 
@@ -318,10 +322,12 @@ def _study_analyze(args) -> int:
 
     settings = {"ties": args.ties, "resamples": args.resamples, "seed": args.seed,
                 "exclusion": {"min_accuracy": args.min_catch_accuracy, "min_catch_trials": args.min_catch_trials}}
-    rep, out = analyze_study(AnalyzeRequest(Path(args.study_dir), db=args.db, out=Path(args.out) if args.out else None,
-                                            settings=settings, plots=not args.no_plots))
-    print(format_report(rep))
-    print(f"tables, plots and summary: {out}")
+    res = analyze_study(AnalyzeRequest(Path(args.study_dir), db=args.db, out=Path(args.out) if args.out else None,
+                                       settings=settings, plots=not args.no_plots,
+                                       results=Path(args.results) if args.results else None))
+    print(format_report(res.report))
+    print(f"tables, plots and summary: {res.out}")
+    print(f"summary registered for `vm-eval results` and the leaderboard: {res.registered}")
     return 0
 
 

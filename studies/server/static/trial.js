@@ -27,11 +27,18 @@
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
   }
 
+  // The server counts listening from these events in arrival order, so they are sent one after another (a
+  // queue), and a vote waits for the queue: concurrent fetches can arrive out of order, and a vote that overtook
+  // the final "pause" was refused for lack of listening that had in fact happened.
+  let sending = Promise.resolve();
+
   function report(side, event) {
-    if (!trial) return;
+    if (!trial) return sending;
+    const path = "/trials/" + trial.token + "/events";
     const body = { events: [{ side: side, event: event, media_time: Math.max(0, video.currentTime || 0),
                               client_time: Date.now() }] };
-    api("/trials/" + trial.token + "/events", body, { keepalive: true }).catch((e) => showError(e.message));
+    sending = sending.then(() => api(path, body, { keepalive: true })).catch((e) => showError(e.message));
+    return sending;
   }
 
   function unlocked() {
@@ -173,6 +180,7 @@
     next.disabled = true;
     try {
       pause();
+      await sending;
       await api("/trials/" + trial.token + "/votes", { answers: answers, submission_id: randomId(),
                                                        client_time: Date.now() });
       show(await api("/state"));
