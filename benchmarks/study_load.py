@@ -46,8 +46,8 @@ def one(raters: int, trials: int, work: Path) -> None:
     study = build_study(work / f"study-{raters}", tiny_media(work), raters=raters, trials=trials, min_listen=0.2)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "vm_eval.cli", "study", "serve", str(study), "--port", str(port),
-                               "--admin-token", "bench"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               "--admin-token", "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})  # (a full pipe would block its log)
     try:
         import httpx
 
