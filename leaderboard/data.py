@@ -46,7 +46,7 @@ class Results:
 
 
 def column_id(name: str, key: str | None) -> str:
-    return f"{name}@{(key or 'nokey')[:12]}"
+    return f"{name}@{key or 'nokey'}"  # the full key: a prefix could merge two identities
 
 
 def _checkpoint(meta: dict) -> str:

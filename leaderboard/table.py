@@ -14,6 +14,7 @@ Rank (the studies issue's rule): 1 + the number of runs whose interval is entire
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,7 @@ class Filters:
     categories: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     families: tuple[str, ...] = ()
-    backbones: tuple[str, ...] = ()  # metric backbones shown ("" = metrics without a backbone)
+    backbones: tuple[str, ...] = ()  # metric backbones shown ("none" = metrics without a backbone)
 
     @property
     def clip_filter(self) -> bool:
@@ -52,7 +53,12 @@ def filter_runs(res: Results, f: Filters) -> pd.DataFrame:
 
 def filter_columns(res: Results, f: Filters) -> pd.DataFrame:
     c = res.columns
-    return c[_keep(c["backbone"].fillna(""), f.backbones)]
+    return c[_keep(backbone_names(c["backbone"]), f.backbones)]
+
+
+def backbone_names(backbones: pd.Series) -> pd.Series:
+    """A metric's backbone as the filters name it: "none" for metrics computed without one."""
+    return backbones.fillna("").replace("", "none")
 
 
 @dataclass
@@ -105,7 +111,8 @@ class ClipMatrix:
         have = ~np.isnan(x)
         n = have.sum(axis=0)
         xz = np.where(have, x, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: runs with no clip in the filter
             mean = xz.sum(axis=0) / n
             w = self.weights(rows, resamples).astype(np.float64)
             boot = (w @ xz) / (w @ have)

@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
+    p = sub.add_parser("leaderboard", help="browse stored runs, ablations and listening studies (Streamlit app)",
+                       description="Start the Streamlit leaderboard on the results folder: the runs table with CIs "
+                       "and ranks, breakdowns per category and real vs AI-generated videos, ablations, listening "
+                       "tests, a per-clip drill-down with each system's soundtrack, provenance. Filters and the "
+                       "view live in the URL, so a view can be shared. It only reads results.")
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 to share)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+
     p = sub.add_parser("compare", help="paired difference of two runs on the clips both have")
     p.add_argument("run_a", help="run id (or unique prefix) or run folder")
     p.add_argument("run_b")

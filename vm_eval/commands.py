@@ -120,6 +120,29 @@ def cmd_results(args) -> int:
     return 0
 
 
+def leaderboard_command(results: Path, host: str, port: int) -> list[str]:
+    """The `streamlit run` command line of the leaderboard app (headless: no browser is opened, no telemetry)."""
+    app = Path(__file__).resolve().parents[1] / "leaderboard" / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.address",
+            host, "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType",
+            "none"]
+
+
+def cmd_leaderboard(args) -> int:
+    import importlib.util
+    import os
+    import subprocess
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise RuntimeError("the leaderboard needs Streamlit: pip install streamlit (scripts/install.sh installs it)")
+    results = paths.results_dir(args.results)
+    if not results.is_dir():
+        raise FileNotFoundError(f"no results folder at {results}: run `make demo` or pass --results DIR")
+    print(f"leaderboard of {results}: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    env = {**os.environ, "VM_EVAL_RESULTS": str(results.resolve())}
+    return subprocess.call(leaderboard_command(results, args.host, args.port), env=env)
+
+
 def cmd_compare(args) -> int:
     from vm_eval.results import compare_runs
     from vm_eval.store.run import RunStore
