@@ -89,8 +89,10 @@ def main() -> None:
     from leaderboard.views import ablations, breakdowns, clips, runs, studies
 
     if view == "provenance":
-        pick = st.selectbox("run", list(res.runs["run_id"]), key="prov-view-run",
-                            format_func=lambda r: f"{res.runs.set_index('run_id').at[r, 'label']} ({r[:8]})")
+        from leaderboard.views.common import run_names
+
+        names = run_names(res.runs)
+        pick = st.selectbox("run", list(names), key="prov-view-run", format_func=names.get)
         runs.provenance_block(res, pick)
         return
     {"runs": runs.render, "breakdowns": breakdowns.render, "ablations": ablations.render,

@@ -138,9 +138,9 @@ def cells(res: Results, f: Filters, matrix: ClipMatrix | None = None) -> pd.Data
     out = base[["run_id", "column", "kind"]].merge(agg, on=["run_id", "column"], how="left")
     # clips of the run's split that the filter keeps, whether scored or not
     split_clips = res.clips[_keep(res.clips["category"], f.categories) & _keep(res.clips["source"], f.sources)]
-    per_split = split_clips.groupby(["dataset", "split"]).size()
-    ds = runs.set_index("run_id")[["dataset", "split"]]
-    wanted = [per_split.get((ds.at[r, "dataset"], ds.at[r, "split"]), np.nan) for r in out["run_id"]]
+    per_split = split_clips.groupby(["dataset", "split"]).size().rename("wanted").reset_index()
+    wanted = out[["run_id"]].merge(runs[["run_id", "dataset", "split"]], on="run_id", how="left") \
+        .merge(per_split, on=["dataset", "split"], how="left")["wanted"].to_numpy(float)
     out["n"] = out["n"].fillna(0).astype(int)
     out["missing"] = (pd.Series(wanted, index=out.index) - out["n"]).clip(lower=0)
     out["recomputed"] = True

@@ -177,7 +177,7 @@ def test_views_show_their_content(lb, monkeypatch):
     assert len(at.get("video")) == 1 and not at.warning  # the clip's picture muxed with the chosen soundtrack
     per_clip = at.dataframe[0].value
     assert len(per_clip) == 3
-    at.radio(key="clip-system").set_value(at.radio(key="clip-system").options[1]).run()
+    at.radio(key="clip-system").set_value(lb["runs"]["random-retrieval"].meta()["run_id"]).run()
     no_errors(at)
     assert len(at.get("video")) == 1
     worst = at.dataframe[1].value

@@ -10,7 +10,7 @@ import streamlit as st
 
 from leaderboard.data import Results
 from leaderboard.table import Filters, filter_columns, filter_runs
-from leaderboard.views.common import downloads
+from leaderboard.views.common import downloads, run_names
 
 CACHE = ".cache/leaderboard"
 
@@ -83,8 +83,9 @@ def render(res: Results, f: Filters, matrix) -> None:
         st.caption(f"{clip['category']} · {clip['source']} · {clip['start']:.2f}-{clip['end']:.2f} s · "
                    f"{clip['caption'] or ''}")
         here = runs[(runs["dataset"] == dataset)]
-        choice = st.radio("soundtrack", list(here["run_id"]), horizontal=True, key="clip-system",
-                          format_func=lambda r: here.set_index("run_id").at[r, "label"])
+        sound_names = run_names(here, with_id=False)
+        choice = st.radio("soundtrack", list(sound_names), horizontal=True, key="clip-system",
+                          format_func=sound_names.get)
         try:
             st.video(str(soundtrack_video(res, here.set_index("run_id").at[choice, "path"], clip)))
         except Exception as e:  # noqa: BLE001 - a missing or corrupt file is shown, the rest of the page stays
@@ -95,8 +96,8 @@ def render(res: Results, f: Filters, matrix) -> None:
         if len(table):
             downloads(table, f"clip-{cid}")
     st.markdown("#### worst clips of a run")
-    rid = st.selectbox("run", list(runs["run_id"]), key="worst-run",
-                       format_func=lambda r: f"{runs.set_index('run_id').at[r, 'label']} ({r[:8]})")
+    names = run_names(runs)
+    rid = st.selectbox("run", list(names), key="worst-run", format_func=names.get)
     have = set(res.scores.loc[res.scores["run_id"] == rid, "column"].astype(str))
     cols = filter_columns(res, f)
     cols = cols[cols["column"].isin(have)]

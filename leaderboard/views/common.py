@@ -25,6 +25,11 @@ def downloads(df: pd.DataFrame, name: str) -> None:
                       file_name=f"{name}.json", mime="application/json", key=f"json-{name}")
 
 
+def run_names(runs: pd.DataFrame, with_id: bool = True) -> dict[str, str]:
+    """run id -> its label for pickers ("label (id prefix)"), built once per render."""
+    return {r: f"{lab} ({r[:8]})" if with_id else str(lab) for r, lab in zip(runs["run_id"], runs["label"])}
+
+
 def num(x, fmt: str = ".3f") -> str:
     try:
         return "-" if x is None or math.isnan(float(x)) else format(float(x), fmt)

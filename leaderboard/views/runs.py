@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from leaderboard.data import Results
 from leaderboard.table import Filters, cells, filter_columns, filter_runs, wide
-from leaderboard.views.common import downloads, num
+from leaderboard.views.common import downloads, num, run_names
 
 
 def run_label(row) -> str:
@@ -80,8 +79,8 @@ def render(res: Results, f: Filters, matrix) -> None:
     if len(flagged):
         st.caption(f"flagged: {len(flagged)} run(s) with failed clips or untrained backbones")
     with st.expander("Provenance of a run"):
-        pick = st.selectbox("run", list(runs["run_id"]), format_func=lambda r: f"{r[:8]} {runs.set_index('run_id').at[r, 'label']}",
-                            key="prov-run")
+        names = run_names(runs)
+        pick = st.selectbox("run", list(names), format_func=names.get, key="prov-run")
         if pick:
             provenance_block(res, pick)
 
@@ -107,12 +106,3 @@ def provenance_block(res: Results, run_id: str) -> None:
     st.download_button("provenance JSON", json.dumps(p, indent=1, default=str), file_name=f"{run_id}-provenance.json",
                        key=f"prov-{run_id}")
 
-
-def best_of(frame: pd.DataFrame, direction: dict[str, bool]) -> dict[str, str]:
-    """Which run (label) is best per metric column: used by tests and the summary line."""
-    out = {}
-    for col, hib in direction.items():
-        values = frame[col].to_numpy(float)
-        if np.isfinite(values).any():
-            out[col] = frame["run"].iloc[int(np.nanargmax(values) if hib else np.nanargmin(values))]
-    return out
