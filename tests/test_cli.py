@@ -19,7 +19,7 @@ def vm(env, *args, timeout=600):
 
 def test_demo_with_limit_then_results_json(cli_env):
     cli_env.pop("VM_EVAL_PLUGINS")  # the demo runs every weightless model: only the suite's own here
-    r = vm(cli_env, "demo", "--limit", "3", "--quiet")
+    r = vm(cli_env, "demo", "--limit", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "ground-truth" in r.stdout and "random-retrieval" in r.stdout and "loudness-lufs" in r.stdout
     assert "vidmusician-tiny-random [untrained]" in r.stdout  # the demo's random-backbone model is flagged

@@ -141,8 +141,8 @@ def test_runs_view_table_flags_and_downloads(lb, monkeypatch):
 
 
 @pytest.mark.parametrize("view", ["runs", "breakdowns", "ablations", "studies", "clips", "provenance"])
-@pytest.mark.parametrize("params", [{}, {"category": "promo,commercial"}, {"source": "ai-generated"},
-                                    {"family": "reference"}, {"dataset": "demo", "split": "test", "backbone": "none"}])
+@pytest.mark.parametrize("params", [{}, {"category": "promo,commercial", "source": "ai-generated"},
+                                    {"family": "reference", "dataset": "demo", "split": "test", "backbone": "none"}])
 def test_every_view_under_every_filter(lb, monkeypatch, view, params):
     at = app(lb, monkeypatch, view=view, **params)
     no_errors(at)

@@ -1,4 +1,4 @@
-"""The load test of the listening-test server: 120 simulated raters at once against uvicorn on loopback (real
+"""The load test of the listening-test server: 100 simulated raters at once against uvicorn on loopback (real
 HTTP, one worker, SQLite in WAL mode), with replayed and doubled votes. No vote is lost or counted twice: the
 votes in the database are exactly the ones the server acknowledged. Latency figures come from
 benchmarks/study_load.py (BENCHMARKS.md), not from assertions here."""
@@ -13,8 +13,8 @@ from studies.server import create_app
 from studies.server.loadtest import simulate
 from studies.server.storage import Repository
 
-RATERS = 120
-TRIALS = 4
+RATERS = 100
+TRIALS = 2
 
 
 def test_concurrent_raters_lose_and_duplicate_nothing(tmp_path, media_bytes):
