@@ -10,8 +10,6 @@ metric are two columns, never mixed; a name with one identity in the folder keep
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,10 +166,6 @@ def _columns(agg: pd.DataFrame) -> pd.DataFrame:
     return cols.sort_values(["name", "label"]).reset_index(drop=True)
 
 
-def is_number(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x))
-
-
 def clip_table(res: Results) -> pd.DataFrame:
     """Per-clip scores with the clip's category and source (unknown where the manifest is not readable)."""
     runs = res.runs.set_index("run_id")["dataset"]
@@ -183,6 +177,3 @@ def clip_table(res: Results) -> pd.DataFrame:
     out["source"] = out["source"].fillna("unknown")
     return out
 
-
-def to_json(df: pd.DataFrame) -> str:
-    return json.dumps(df.to_dict(orient="records"), indent=1, default=str)
