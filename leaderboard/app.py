@@ -91,7 +91,12 @@ def main() -> None:
     if view == "provenance":
         from leaderboard.views.common import run_names
 
-        names = run_names(res.runs)
+        from leaderboard.table import filter_runs
+
+        names = run_names(filter_runs(res, f))
+        if not names:
+            st.info("no runs match these filters")
+            return
         pick = st.selectbox("run", list(names), key="prov-view-run", format_func=names.get)
         runs.provenance_block(res, pick)
         return

@@ -56,6 +56,7 @@ def render(res: Results, f: Filters, matrix=None) -> None:
                         for m, a in rep.get("reference_aggregates", {}).items()])
     st.markdown("**reference (absolute values)**")
     st.dataframe(ref, hide_index=True, key="abl-ref")
+    downloads(ref, f"ablation-{g['grid']['name']}-reference")
     st.markdown("**variants: mean paired difference vs the reference**")
     st.dataframe(table, hide_index=True, key="abl-diff",
                  column_config={"significant": st.column_config.CheckboxColumn(help="Holm-adjusted p < alpha")})
