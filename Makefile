@@ -8,7 +8,7 @@ INSTALL_INPUTS := scripts/install.sh scripts/constraints.txt $(wildcard scripts/
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test install clean-results
+.PHONY: demo test install install-ray clean-results
 
 demo: $(STAMP)  ## materialise the demo data, run and score every weightless model, print the table
 	$(VENV)/bin/vm-eval demo
@@ -17,6 +17,9 @@ test: $(STAMP)  ## the test suite
 	$(VENV)/bin/python -m pytest
 
 install: $(STAMP)
+
+install-ray: $(STAMP)  ## the optional Ray executor (scripts/install.sh already adds it to this environment)
+	$(VENV)/bin/python -m pip install -c scripts/constraints.txt -e '.[ray]'
 
 $(STAMP): $(INSTALL_INPUTS)
 	bash scripts/install.sh $(VENV)

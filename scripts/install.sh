@@ -86,6 +86,10 @@ if [ -z "$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda or "")'
     | sed 's/^/[install] CPU torch: removed CUDA-linked /'
 fi
 
+# Ray: the optional `ray` executor (`pip install 'vm-eval[ray]'` elsewhere). The development environment has it
+# so that `make test` proves the Ray executor too; nothing else imports it.
+"${PIPC[@]}" "ray>=2.9"
+
 # The suite itself, editable, without re-resolving anything.
 "${PIP[@]}" --no-deps -e "$HERE"
 log "done: $("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)')"

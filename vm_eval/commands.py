@@ -39,6 +39,7 @@ def _print_failures(run, limit: int = 10) -> None:
 
 def cmd_run(args) -> int:
     from vm_eval.results import format_table, run_summary
+    from vm_eval.executors.local import default_workers
     from vm_eval.runner import RunConfig, execute
 
     cfg = RunConfig(
@@ -46,6 +47,8 @@ def cmd_run(args) -> int:
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
         results=paths.results_dir(args.results), data=paths.data_dir(args.data), seed=args.seed, limit=args.limit,
         batch_size=args.batch_size, rescore=args.rescore, reference_set=args.reference_set, progress=not args.quiet,
+        executor=args.executor, ray_address=args.ray_address,
+        workers=args.workers or (default_workers() if args.executor == "local" else None),
     )
     outcome = execute(cfg)
     print(format_table([run_summary(outcome.run)]))

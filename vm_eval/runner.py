@@ -20,6 +20,8 @@ from vm_eval.media import audio_stats, write_wav
 from vm_eval.models.api import ClipInput, NotApplicable, as_audio
 from vm_eval.registries import MODELS
 from vm_eval.store import provenance
+from vm_eval.executors import Resources, WorkerSpec, get_executor
+from vm_eval.scoring.clip_stage import scoring_worker
 from vm_eval.scoring.inputs import FeatureProvider, donor_ids
 from vm_eval.scoring.set_stage import ReferenceSet, sets_journal
 from vm_eval.store.feature_cache import FeatureCache
@@ -44,6 +46,9 @@ class RunConfig:
     rescore: bool = False
     reference_set: str | None = None  # MANIFEST[:SPLIT] for set metrics; default: the split's own reference music
     progress: bool = True
+    executor: str = "local"  # where units of work run (vm_eval.executors); never part of the run's identity
+    workers: int | None = None  # local: processes (default 1 here; the CLI uses every core); ray: actors
+    ray_address: str | None = None
 
 
 @dataclass
@@ -171,7 +176,15 @@ def execute(cfg: RunConfig) -> RunOutcome:
             provider = FeatureProvider(run, manifest, gen, FeatureCache(cache / "features"),
                                        donor_ids(clips, gen, cfg.seed))
             chosen = [c.clip for c in selected]
-            scores = scoring.score_clips(run, chosen, gen, metrics, provider, cfg.seed, cfg.progress)
+            executor = get_executor(cfg.executor, cfg.workers, cfg.ray_address)
+            worker = WorkerSpec(scoring_worker, (str(run.dir), str(manifest.path), gen, str(cache / "features"),
+                                                 provider.donors, [m.name for m in metrics], cfg.seed),
+                                Resources(cpus=1), name="score")
+            try:
+                scores = scoring.score_clips(run, chosen, gen, metrics, provider, cfg.seed, cfg.progress,
+                                             executor, worker)
+            finally:
+                executor.close()
             reference = (ReferenceSet.parse(cfg.reference_set) if cfg.reference_set
                          else ReferenceSet.default(manifest, cfg.split))
             sets = scoring.score_sets(run, gen, chosen, metrics, provider, reference, cfg.seed, cfg.progress)

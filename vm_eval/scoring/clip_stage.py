@@ -13,6 +13,8 @@ from tqdm import tqdm
 
 from metrics.base import ClipContext, MetricError
 from vm_eval.data.manifest import Clip
+from vm_eval.executors.base import Unit, WorkerSpec
+from vm_eval.executors.local import LocalExecutor
 from vm_eval.media import Audio, resample
 from vm_eval.models.api import clip_seed
 from vm_eval.scoring.inputs import FeatureProvider
@@ -20,6 +22,7 @@ from vm_eval.scoring.resolve import BoundMetric
 from vm_eval.store.run import Run
 
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+MIN_UNITS_PER_WORKER = 4
 
 
 def input_keys(m: BoundMetric) -> list[str]:
@@ -57,36 +60,106 @@ def _compute(m: BoundMetric, clip: Clip, provider: FeatureProvider, ctx: ClipCon
     return m.metric.score(audio.samples, audio.sample_rate, ctx)
 
 
+def score_clip(clip: Clip, metrics: list[BoundMetric], provider: FeatureProvider, seed: int,
+               fingerprints: dict[str, str | None], reasons: dict[str, str]) -> list[dict]:
+    """Score records of one clip for `metrics` (their inputs' fingerprints and not-applicable reasons given)."""
+    ctx = ClipContext(clip.id, clip.duration, clip.category, clip.source, clip.caption, seed=clip_seed(seed, clip.id))
+    out = []
+    for m in metrics:
+        rec = {"clip_id": clip.id, "metric": m.name, "metric_key": m.key, "inputs_sha": fingerprints[m.key],
+               "audio_sha256": provider.gen[clip.id]["audio_sha256"]}
+        t0 = time.perf_counter()
+        if m.key in reasons:  # e.g. no reference music: not applicable to this clip
+            rec.update(status=SKIPPED, reason=reasons[m.key])
+        else:
+            try:
+                value, subs = _values(_compute(m, clip, provider, ctx))
+                rec.update(status=DONE, value=value, **({"values": subs} if subs else {}))
+            except LookupError as e:
+                rec.update(status=SKIPPED, reason=str(e))
+            except Exception as e:  # one clip's failure is recorded; the run goes on
+                rec.update(status=FAILED, reason=f"{type(e).__name__}: {e}")
+        rec["seconds"] = round(time.perf_counter() - t0, 4)
+        out.append(rec)
+    return out
+
+
 def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: list[BoundMetric],
-                provider: FeatureProvider, seed: int, progress: bool) -> dict[tuple, dict]:
-    """Score every selected clip with output on every per-clip metric it lacks a current record for."""
+                provider: FeatureProvider, seed: int, progress: bool, executor=None,
+                worker: WorkerSpec | None = None) -> dict[tuple, dict]:
+    """Score every selected clip with output on every per-clip metric it lacks a current record for.
+
+    One unit of work per clip. Without an executor (or with the in-process local one) the clips are scored here
+    with `metrics` and `provider`; otherwise on the executor's workers, built from `worker` (see
+    :func:`scoring_worker`). This process alone appends to the journal, so records are the same either way."""
     scores = run.scores.latest("clip_id", "metric_key")
     clip_metrics = [m for m in metrics if not m.is_set]
-    done = [c for c in selected if gen.get(c.id, {}).get("status") == DONE]
-    for clip in tqdm(done, desc="score", unit="clip", disable=not progress, leave=False, dynamic_ncols=True):
-        ctx = ClipContext(clip.id, clip.duration, clip.category, clip.source, clip.caption, seed=clip_seed(seed, clip.id))
+    by_id = {c.id: c for c in selected}
+    units = []
+    for clip in (c for c in selected if gen.get(c.id, {}).get("status") == DONE):
+        fps, reasons, todo = {}, {}, []
         for m in clip_metrics:
             fp, why = fingerprint(provider, clip, m)
             prior = scores.get((clip.id, m.key))
             if prior is not None and prior.get("inputs_sha") == fp:
                 continue
-            rec = {"clip_id": clip.id, "metric": m.name, "metric_key": m.key, "inputs_sha": fp,
-                   "audio_sha256": gen[clip.id]["audio_sha256"]}
-            t0 = time.perf_counter()
-            if why is not None:  # e.g. no reference music: not applicable to this clip
-                rec.update(status=SKIPPED, reason=why)
-            else:
-                try:
-                    value, subs = _values(_compute(m, clip, provider, ctx))
-                    rec.update(status=DONE, value=value, **({"values": subs} if subs else {}))
-                except LookupError as e:
-                    rec.update(status=SKIPPED, reason=str(e))
-                except Exception as e:  # one clip's failure is recorded; the run goes on
-                    rec.update(status=FAILED, reason=f"{type(e).__name__}: {e}")
-            rec["seconds"] = round(time.perf_counter() - t0, 4)
+            fps[m.key] = fp
+            if why is not None:
+                reasons[m.key] = why
+            todo.append(m.key)
+        if todo:
+            units.append(Unit(clip.id, (clip.id, todo, fps, reasons)))
+    bar = tqdm(total=len(units), desc="score", unit="clip", disable=not progress, leave=False, dynamic_ncols=True)
+    # Spawning workers costs seconds (imports, metric backbones): a local pool is used only when every worker
+    # gets at least MIN_UNITS_PER_WORKER clips; otherwise this process scores them (same records either way).
+    inline = executor is None or (executor.name == "local"
+                                  and min(executor.workers, len(units) // MIN_UNITS_PER_WORKER) <= 1)
+    if inline:
+        by_key = {m.key: m for m in clip_metrics}
+        spec = WorkerSpec(lambda: lambda p: score_clip(by_id[p[0]], [by_key[k] for k in p[1]], provider, seed,
+                                                       p[2], p[3]))
+        outcomes = (executor or LocalExecutor(1)).map(spec, units)
+    else:
+        outcomes = executor.map(worker, units)
+    for o in outcomes:
+        if o.ok:
+            records = o.value
+        else:  # the worker died on this clip more often than retried: every metric of the clip failed
+            _, todo, fps, _ = next(u.payload for u in units if u.key == o.key)
+            names = {m.key: m.name for m in clip_metrics}
+            records = [{"clip_id": o.key, "metric": names[k], "metric_key": k, "inputs_sha": fps[k],
+                        "audio_sha256": gen[o.key]["audio_sha256"], "status": FAILED, "reason": o.error,
+                        "seconds": 0.0} for k in todo]
+        for rec in records:
             run.scores.append(rec)
-            scores[(clip.id, m.key)] = rec
+            scores[(rec["clip_id"], rec["metric_key"])] = rec
+        bar.update(1)
+    bar.close()
     return scores
+
+
+def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache_dir: str,
+                   donors: dict[str, str], metric_names: list[str], seed: int):
+    """Build, in a worker process or Ray actor, what scoring one clip needs (metrics with their backbones, the
+    manifest, a feature provider on the shared cache) once; returns the per-unit callable of score_clips."""
+    from vm_eval.data.manifest import load_manifest
+    from vm_eval.scoring.resolve import resolve_metrics
+    from vm_eval.store.feature_cache import FeatureCache
+
+    metrics, _ = resolve_metrics(metric_names)
+    by_key = {m.key: m for m in metrics}
+    manifest = load_manifest(manifest_path)
+    provider = FeatureProvider(Run(run_dir), manifest, gen, FeatureCache(cache_dir), donors)
+
+    def score(payload) -> list[dict]:
+        clip_id, keys, fps, reasons = payload
+        missing = [k for k in keys if k not in by_key]
+        if missing:
+            raise RuntimeError(f"metric identities {missing} differ in this worker (another code or package "
+                               "version than the driver's?)")
+        return score_clip(manifest[clip_id], [by_key[k] for k in keys], provider, seed, fps, reasons)
+
+    return score
 
 
 def fingerprint(provider: FeatureProvider, clip: Clip, m: BoundMetric) -> tuple[str | None, str | None]:

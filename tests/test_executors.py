@@ -1,0 +1,113 @@
+"""Executors (vm_eval.executors): the local process pool and Ray give the same results as in-process work; a
+worker that dies mid-unit is retried (bounded) and otherwise reported; the runner's scoring stores the same
+aggregates whichever executor ran it, and a second run is fully cached."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from executor_workers import dying_worker, square_worker
+
+from vm_eval.executors import Unit, WorkerSpec, get_executor
+from vm_eval.runner import RunConfig, execute
+
+UNITS = [Unit(str(i), i) for i in range(12)]
+
+
+def run_all(executor, spec, units):
+    return {o.key: o for o in executor.map(spec, units)}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_results_equal_inline_and_workers_build_once(workers, tmp_path, monkeypatch):
+    builds = tmp_path / "builds"
+    monkeypatch.setenv("EXECUTOR_TEST_BUILDS", str(builds))
+    out = run_all(get_executor("local", workers), WorkerSpec(square_worker, (1,)), UNITS + [Unit("bad", "raise")])
+    assert {k: o.value[0] for k, o in out.items() if k != "bad"} == {str(i): i * i + 1 for i in range(12)}
+    assert out["bad"].error == "ValueError: this unit fails"  # a unit's own failure is its outcome
+    pids = {o.value[1] for k, o in out.items() if k != "bad"}
+    built = builds.read_text().split()
+    assert len(built) == workers and {str(p) for p in pids} <= set(built)  # one build per worker, not per unit
+
+
+def test_local_worker_death_is_retried_then_reported(tmp_path):
+    units = [Unit(n, n) for n in ("a", "die-once-1", "b", "die-always", "c", "die-once-2")]
+    out = run_all(get_executor("local", 2, max_attempts=3), WorkerSpec(dying_worker, (str(tmp_path),)), units)
+    assert {k for k, o in out.items() if o.ok} == {"a", "b", "c", "die-once-1", "die-once-2"}
+    assert out["die-once-1"].value == "die-once-1" and out["die-once-1"].attempts >= 2
+    assert not out["die-always"].ok and "died 3 times" in out["die-always"].error
+
+
+def test_unknown_executor_and_missing_ray_message(monkeypatch):
+    with pytest.raises(ValueError, match="unknown executor"):
+        get_executor("slurm")
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(RuntimeError, match=r"pip install 'vm-eval\[ray\]'"):
+        get_executor("ray")
+
+
+def scored(run) -> tuple[str, list]:
+    meta = run.meta()
+    records = sorted((r["clip_id"], r["metric_key"], r["status"], r.get("value"), r.get("inputs_sha"))
+                     for r in run.scores)
+    return json.dumps(meta["aggregates"], sort_keys=True), records
+
+
+METRICS = ["duration-error", "loudness-lufs", "test-rms", "test-av"]
+
+
+@pytest.fixture(scope="module")
+def inline_run(data_dir, tmp_path_factory):
+    import testsystems  # noqa: F401
+
+    return execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path_factory.mktemp("inline"),
+                             metrics=METRICS, limit=8, progress=False)).run
+
+
+def test_scoring_in_worker_processes_stores_the_same_results(inline_run, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VM_EVAL_PLUGINS", "testsystems")  # the spawned workers register the test metrics too
+    run = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path, metrics=METRICS, limit=8,
+                            workers=2, progress=False)).run
+    assert scored(run) == scored(inline_run)
+    assert run.meta()["last_command"]["workers"] == 2
+    n = len(list(run.scores))
+    execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path, metrics=METRICS, limit=8,
+                      workers=2, progress=False))
+    assert len(list(run.scores)) == n  # a second run is fully cached
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="Ray is installed by scripts/install.sh")
+    from conftest import REPO, TESTS
+
+    # Ray's workers start from its raylet, not from this process: they get the test plugins and paths explicitly
+    env = {"VM_EVAL_PLUGINS": "testsystems", "PYTHONPATH": f"{TESTS}:{REPO}", "HF_HUB_OFFLINE": "1"}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_executor(ray_local, tmp_path, inline_run, data_dir, monkeypatch):
+    ex = get_executor("ray", max_attempts=3)
+    out = run_all(ex, WorkerSpec(square_worker, (1,)), UNITS + [Unit("bad", "raise")])
+    assert {k: o.value[0] for k, o in out.items() if k != "bad"} == {str(i): i * i + 1 for i in range(12)}
+    assert "this unit fails" in out["bad"].error
+    units = [Unit(n, n) for n in ("a", "die-once-1", "b", "die-always")]
+    out = run_all(ex, WorkerSpec(dying_worker, (str(tmp_path),)), units)
+    assert {k for k, o in out.items() if o.ok} == {"a", "b", "die-once-1"}  # died once: retried on a new actor
+    assert not out["die-always"].ok and "died" in out["die-always"].error
+    assert ex.describe()["cluster_cpus"] == 2
+    monkeypatch.setenv("VM_EVAL_PLUGINS", "testsystems")
+    run = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path / "r", metrics=METRICS,
+                            limit=8, executor="ray", progress=False)).run
+    assert scored(run) == scored(inline_run)  # same records and byte-identical aggregates as in-process

@@ -1,0 +1,116 @@
+"""The local executor: units in this process (``workers=1``) or in a pool of worker processes on this machine.
+
+Worker processes are started with the ``spawn`` method (no inherited locks, threads or CUDA state) and build
+their worker once, in the pool's initializer. At most ``workers`` units are in flight, so when a worker process
+dies the units it may have been running are known; a dead pool cannot say which of them killed it, so they are
+re-run one at a time on a fresh pool, and only a unit that kills its worker while running alone is charged an
+attempt: it is retried until ``max_attempts`` deaths, then reported failed. Innocent units are never failed.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from vm_eval.executors.base import Executor, Outcome, Unit, WorkerSpec, error_text
+
+_WORKER = None  # the worker callable of this worker process (built by _init)
+
+
+def _init(factory, args) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: N workers must not each start N threads
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    _WORKER = factory(*args)
+
+
+def _call(payload):
+    return _WORKER(payload)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, workers: int | None = None, max_attempts: int = 3):
+        super().__init__(max_attempts)
+        self.workers = workers or 1
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "workers": self.workers}
+
+    def map(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
+        if not units:
+            return
+        if self.workers == 1:
+            yield from self._inline(spec, units)
+        else:
+            yield from self._pool(spec, units)
+
+    def _inline(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
+        worker = spec.factory(*spec.args)
+        for u in units:
+            try:
+                yield Outcome(u.key, worker(u.payload))
+            except Exception as e:  # the unit's own failure; KeyboardInterrupt propagates
+                yield Outcome(u.key, error=error_text(e))
+
+    def _pool(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
+        queue = list(units)[::-1]  # pop() from the end keeps the given order
+        suspects: list[Unit] = []  # in flight when a worker died: retried one at a time to find the culprit
+        deaths = {u.key: 0 for u in units}  # deaths while running alone (what max_attempts bounds)
+        starts = {u.key: 0 for u in units}  # reported as Outcome.attempts
+        ctx = mp.get_context("spawn")
+        while queue or suspects:
+            pool = ProcessPoolExecutor(max_workers=min(self.workers, len(queue) + len(suspects)), mp_context=ctx,
+                                       initializer=_init, initargs=(spec.factory, spec.args))
+            running: dict[Future, Unit] = {}
+            broken = False
+            try:
+                while (queue or suspects or running) and not broken:
+                    if suspects:
+                        if not running:
+                            u = suspects.pop()
+                            starts[u.key] += 1
+                            running[pool.submit(_call, u.payload)] = u
+                    else:
+                        while queue and len(running) < self.workers:
+                            u = queue.pop()
+                            starts[u.key] += 1
+                            running[pool.submit(_call, u.payload)] = u
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        u = running.pop(fut)
+                        try:
+                            yield Outcome(u.key, fut.result(), attempts=starts[u.key])
+                        except BrokenProcessPool:
+                            broken = True
+                            running[fut] = u  # handled with the rest of the in-flight units below
+                        except Exception as e:
+                            yield Outcome(u.key, error=error_text(e), attempts=starts[u.key])
+                if broken:
+                    inflight = list(running.values())
+                    if len(inflight) > 1:  # one of them killed its worker: find which, one unit at a time
+                        suspects.extend(inflight)
+                        continue
+                    u = inflight[0]  # it died running alone: its own doing
+                    deaths[u.key] += 1
+                    if deaths[u.key] >= self.max_attempts:
+                        yield Outcome(u.key, error=f"worker process died {deaths[u.key]} times running this unit "
+                                                   "(killed, out of memory or crashed)", attempts=starts[u.key])
+                    else:
+                        suspects.append(u)
+            finally:
+                pool.shutdown(wait=not broken, cancel_futures=True)
