@@ -4,6 +4,7 @@ aggregates whichever executor ran it, and a second run is fully cached."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from executor_workers import dying_worker, square_worker
@@ -58,7 +59,7 @@ def test_unknown_executor_and_missing_ray_message(monkeypatch):
 def scored(run) -> tuple[str, list]:
     meta = run.meta()
     records = sorted((r["clip_id"], r["metric_key"], r["status"], r.get("value"), r.get("inputs_sha"))
-                     for r in run.scores)
+                     for r in run.scores.latest("clip_id", "metric_key").values())
     return json.dumps(meta["aggregates"], sort_keys=True), records
 
 
@@ -108,6 +109,16 @@ def test_ray_executor(ray_local, tmp_path, inline_run, data_dir, monkeypatch):
     assert not out["die-always"].ok and "died" in out["die-always"].error
     assert ex.describe()["cluster_cpus"] == 2
     monkeypatch.setenv("VM_EVAL_PLUGINS", "testsystems")
-    run = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path / "r", metrics=METRICS,
-                            limit=8, executor="ray", progress=False)).run
-    assert scored(run) == scored(inline_run)  # same records and byte-identical aggregates as in-process
+    # resume across executors: half the clips locally, the rest (generation and scoring) on Ray
+    cfg = RunConfig(model="random-retrieval", data=data_dir, results=tmp_path / "r", metrics=METRICS, limit=4,
+                    progress=False)
+    run = execute(cfg).run
+    first = list(run.generation)
+    execute(replace(cfg, limit=8, executor="ray"))
+    gen = list(run.generation)
+    assert gen[:4] == first and len(gen) == 8  # the local clips were not redone
+    assert scored(run) == scored(inline_run)  # same audio, records and byte-identical aggregates as in-process
+    assert run.meta()["executor"]["executor"] == "ray"
+    n_scores = len(list(run.scores))
+    execute(replace(cfg, limit=8, executor="ray"))
+    assert len(list(run.generation)) == 8 and len(list(run.scores)) == n_scores  # fully cached

@@ -30,7 +30,7 @@ MODELS.add(Entry("dir:", "vm_eval.models.directory:DirectoryOutputs",
 _VIDM_PKGS = ("audiocraft", "transformers", "peft", "open_clip", "safetensors")
 MODELS.add(Entry("vidmusician", "vm_eval.models.vidmusician:VidMusicianModel",
                  "VidMusician from a `vm-eval train` checkpoint (checkpoint=PATH, cfg=3.0, top_k, top_p, temperature, "
-                 "stride_s)", family="vidmusician", packages=_VIDM_PKGS, extra={"needs_training": True}))
+                 "stride_s)", family="vidmusician", packages=_VIDM_PKGS, extra={"needs_training": True, "gpu": True}))
 MODELS.add(Entry("vidmusician-tiny-random", "vm_eval.models.vidmusician:tiny_random",
                  "VidMusician tiny preset on a RANDOM backbone, briefly trained by `vm-eval demo` (mechanics only)",
                  family="vidmusician", packages=_VIDM_PKGS, extra={"needs_training": True}))
@@ -40,14 +40,14 @@ MODELS.add(Entry("musicgen-text", "baselines.musicgen_text:MusicGenText",
                  "MusicGen on a per-clip text prompt: the caption, else CLIP zero-shot video descriptors (scale=medium|"
                  "small|large or backbone=DIR, t5, clip, prompt=auto|caption|descriptors, template, cfg, top_k, top_p, "
                  "temperature, stride_s)", family="baseline", packages=(*_MGT_PKGS, "open_clip"),
-                 weights=("musicgen-medium", "t5-base", "clip-vit-b-32")))
+                 weights=("musicgen-medium", "t5-base", "clip-vit-b-32"), extra={"gpu": True}))
 MODELS.add(Entry("musicgen-text-tiny-random", "baselines.musicgen_text:tiny_random",
                  "musicgen-text on a tiny RANDOM MusicGen + T5 + tokenizer written under the results folder, caption "
                  "prompts (mechanics only)", family="baseline", packages=_MGT_PKGS, extra={"uses_results": True}))
 
 # Published systems: upstream code runs in the user's own environment for it (vm-eval.toml or VM_EVAL_<SYSTEM>_*
 # variables); `vm-eval baselines check` says what each needs. Options: config=PATH, timeout_s (per clip), device.
-_EXT = {"external": True}
+_EXT = {"external": True, "gpu": True}  # upstream programs run on a GPU: Ray places them on one
 for _name, _target, _summary in (
     ("cmt", "baselines.cmt:CMT", "CMT (Di et al. 2021): controllable music transformer, 5-track MIDI at the video's "
      "visual tempo, rendered with FluidSynth"),

@@ -16,11 +16,12 @@ import numpy as np
 from vm_eval import paths
 from vm_eval.data import resolve_dataset
 from vm_eval.fsutil import file_sha256
-from vm_eval.media import audio_stats, write_wav
+from vm_eval.media import Audio, audio_stats, write_wav
 from vm_eval.models.api import ClipInput, NotApplicable, as_audio
 from vm_eval.registries import MODELS
 from vm_eval.store import provenance
-from vm_eval.executors import Resources, WorkerSpec, get_executor
+from vm_eval.executors import Resources, Unit, WorkerSpec, get_executor
+from vm_eval.executors.local import LocalExecutor
 from vm_eval.scoring.clip_stage import scoring_worker
 from vm_eval.scoring.inputs import FeatureProvider, donor_ids
 from vm_eval.scoring.set_stage import ReferenceSet, sets_journal
@@ -86,6 +87,8 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
     rec = {"clip_id": clip.id, "seed": clip.seed, "seconds": round(seconds, 4)}
     if isinstance(out, NotApplicable):
         return {**rec, "status": SKIPPED, "reason": str(out)}
+    if isinstance(out, RemoteFailure):
+        return {**rec, "status": FAILED, "reason": str(out)}
     if isinstance(out, BaseException):
         return {**rec, "status": FAILED, "reason": f"{type(out).__name__}: {out}"}
     try:
@@ -108,30 +111,90 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
 
 
 def generate_stage(run: Run, model, pool: list[ClipInput], selected: list[ClipInput], batch_size: int,
-                   progress: bool) -> dict[str, dict]:
-    """Generate every selected clip not yet finished; returns the latest generation record per clip id."""
+                   progress: bool, executor=None, worker: WorkerSpec | None = None) -> dict[str, dict]:
+    """Generate every selected clip not yet finished; returns the latest generation record per clip id.
+
+    One unit of work per batch of clips: here with `model` (no executor, or the local one: one model in memory),
+    or on a Ray cluster's actors built from `worker` (:func:`generation_worker`), each loading the model once.
+    Outputs come back to this process, which alone writes the audio files and the journal."""
     records = {k[0]: v for k, v in run.generation.latest("clip_id").items()}
     todo = [c for c in selected if not _finished(records.get(c.id), run)]
-    if todo and hasattr(model, "prepare"):
-        model.prepare(pool)
+    batches = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
+    units = [Unit(b[0].id, [c.id for c in b]) for b in batches]
+    by_id = {c.id: c for c in todo}
     bar = _progress(len(todo), f"generate {model.info.name}", progress)
-    for i in range(0, len(todo), max(1, batch_size)):
-        batch = todo[i : i + batch_size]
-        t0 = time.perf_counter()
-        try:
-            outs = list(model.generate(batch))
-            if len(outs) != len(batch):
-                raise RuntimeError(f"model returned {len(outs)} outputs for {len(batch)} clips")
-        except Exception as e:  # the whole batch failed; KeyboardInterrupt propagates
-            outs = [e] * len(batch)
-        per_clip = (time.perf_counter() - t0) / len(batch)
-        for clip, out in zip(batch, outs):
-            rec = _record_output(run, clip, out, per_clip)
+    if executor is None or executor.name == "local":
+        prepared = []
+
+        def here(ids: list[str]):
+            if not prepared and hasattr(model, "prepare"):
+                model.prepare(pool)
+                prepared.append(True)
+            return _generate_batch(model, [by_id[i] for i in ids])
+
+        outcomes = LocalExecutor(1).map(WorkerSpec(lambda: here), units)
+    else:
+        outcomes = executor.map(worker, units)
+    for o in outcomes:
+        ids = next(u.payload for u in units if u.key == o.key)
+        results = o.value if o.ok else [(RemoteFailure(o.error), 0.0)] * len(ids)
+        for cid, (out, seconds) in zip(ids, results):
+            rec = _record_output(run, by_id[cid], out, seconds)
             run.generation.append(rec)
-            records[clip.id] = rec
-        bar.update(len(batch))
+            records[cid] = rec
+        bar.update(len(ids))
     bar.close()
     return records
+
+
+class RemoteFailure(Exception):
+    """A failure reported by a worker, already formatted as the record's reason."""
+
+
+def _generate_batch(model, batch: list[ClipInput]) -> list[tuple[object, float]]:
+    """(output or failure, seconds per clip) for each clip of a batch; failures as picklable values."""
+    t0 = time.perf_counter()
+    try:
+        outs = list(model.generate(batch))
+        if len(outs) != len(batch):
+            raise RuntimeError(f"model returned {len(outs)} outputs for {len(batch)} clips")
+    except Exception as e:  # the whole batch failed; KeyboardInterrupt propagates
+        outs = [e] * len(batch)
+    per_clip = (time.perf_counter() - t0) / len(batch)
+    out = []
+    for o in outs:
+        if isinstance(o, BaseException) and not isinstance(o, NotApplicable):
+            o = RemoteFailure(f"{type(o).__name__}: {o}")
+        elif isinstance(o, NotApplicable):
+            o = NotApplicable(str(o))  # plain, whatever subclass or state it carried
+        elif not isinstance(o, (BaseException, Audio)):
+            try:
+                o = as_audio(o)
+            except (TypeError, ValueError) as e:
+                o = RemoteFailure(str(e))
+        out.append((o, per_clip))
+    return out
+
+
+def generation_worker(model: str, model_args: dict, context: dict, manifest_path: str, split: str, seed: int,
+                      media_cache: str):
+    """Build, on a worker, the model (loaded once) and the split's clip inputs; returns the per-unit callable of
+    generate_stage (a unit = a batch of clip ids)."""
+    from vm_eval.data.manifest import load_manifest
+
+    m = MODELS.create(model, **model_args, **context)
+    manifest = load_manifest(manifest_path)
+    pool = [ClipInput(c, manifest, seed, Path(media_cache)) for c in manifest.split(split)]
+    by_id = {c.id: c for c in pool}
+    prepared = []
+
+    def run(ids: list[str]):
+        if not prepared and hasattr(m, "prepare"):
+            m.prepare(pool)
+            prepared.append(True)
+        return _generate_batch(m, [by_id[i] for i in ids])
+
+    return run
 
 
 def execute(cfg: RunConfig) -> RunOutcome:
@@ -167,8 +230,13 @@ def execute(cfg: RunConfig) -> RunOutcome:
         timings = dict(meta.get("timings", {}))
         try:
             metrics, skipped_metrics = scoring.resolve_metrics(cfg.metrics)  # before generating: fail early
+            executor = get_executor(cfg.executor, cfg.workers, cfg.ray_address)
+            gen_worker = WorkerSpec(generation_worker, (cfg.model, cfg.model_args, context, str(manifest.path),
+                                                        cfg.split, cfg.seed, str(cache / "media")),
+                                    Resources(cpus=1, gpus=1 if extra.get("gpu") and executor.gpus() else 0),
+                                    name="generate")
             t0 = time.perf_counter()
-            gen = generate_stage(run, model, pool, selected, cfg.batch_size, cfg.progress)
+            gen = generate_stage(run, model, pool, selected, cfg.batch_size, cfg.progress, executor, gen_worker)
             t1 = time.perf_counter()
             if cfg.rescore:
                 run.scores.reset()
@@ -176,7 +244,6 @@ def execute(cfg: RunConfig) -> RunOutcome:
             provider = FeatureProvider(run, manifest, gen, FeatureCache(cache / "features"),
                                        donor_ids(clips, gen, cfg.seed))
             chosen = [c.clip for c in selected]
-            executor = get_executor(cfg.executor, cfg.workers, cfg.ray_address)
             worker = WorkerSpec(scoring_worker, (str(run.dir), str(manifest.path), gen, str(cache / "features"),
                                                  provider.donors, [m.name for m in metrics], cfg.seed),
                                 Resources(cpus=1), name="score")
@@ -202,5 +269,6 @@ def execute(cfg: RunConfig) -> RunOutcome:
         run.update(
             status=status, counts=summary["counts"], aggregates=summary["aggregates"], metrics=summary["metrics"],
             skipped_metrics=skipped_metrics, timings=timings, resampler=scoring.RESAMPLER, updated=provenance.now(),
+            executor=executor.describe(),
         )
         return RunOutcome(run, status, summary["counts"], summary["aggregates"], skipped_metrics)

@@ -76,6 +76,10 @@ class Executor(ABC):
         """What ran the work, for the run's provenance (never part of its identity)."""
         return {"executor": self.name}
 
+    def gpus(self) -> float:
+        """GPUs this executor can hand to units (0 for the local executor: local work shares this process's)."""
+        return 0.0
+
     def close(self) -> None:
         """Release workers (kept between `map` calls so models load once per command)."""
 

@@ -50,6 +50,10 @@ class RayExecutor(Executor):
                 kwargs["address"] = self.address
             self.ray.init(**kwargs)
 
+    def gpus(self) -> float:
+        self._connect()
+        return float(self.ray.cluster_resources().get("GPU", 0))
+
     def describe(self) -> dict:
         out = {"executor": self.name, "address": self.address or "local"}
         if self.ray.is_initialized():

@@ -118,7 +118,7 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
         by_key = {m.key: m for m in clip_metrics}
         spec = WorkerSpec(lambda: lambda p: score_clip(by_id[p[0]], [by_key[k] for k in p[1]], provider, seed,
                                                        p[2], p[3]))
-        outcomes = (executor or LocalExecutor(1)).map(spec, units)
+        outcomes = LocalExecutor(1).map(spec, units)
     else:
         outcomes = executor.map(worker, units)
     for o in outcomes:
