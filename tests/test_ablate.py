@@ -150,8 +150,15 @@ def test_two_variant_grid_end_to_end_in_two_processes_and_resume(data_dir, tmp_p
     assert {n: (out.folder / "variants" / n / "checkpoint.safetensors").stat().st_mtime_ns for n in runs} == mtimes
     assert {n: (Path(r) / "journal" / "generation.jsonl").read_text() for n, r in runs.items()} == journals
     # a subset of the same grid is the same group: nothing retrained, its report holds just that variant
-    subset = run_ablation(replace(req, variants=["no-rhythm"]))
+    # ... also when it runs on a Ray actor (resume across executors: the local results are reused there)
+    import ray
+
+    try:
+        subset = run_ablation(replace(req, variants=["no-rhythm"], executor="ray"))
+    finally:
+        ray.shutdown()
     assert subset.folder == out.folder and set(subset.report["differences"]) == {"no-rhythm"}
+    assert subset.report["differences"]["no-rhythm"] == rep["differences"]["no-rhythm"]
     assert {n: (out.folder / "variants" / n / "checkpoint.safetensors").stat().st_mtime_ns for n in runs} == mtimes
     groups = list_groups(tmp_path / "results")
     assert len(groups) == 1 and groups[0]["report"]["reference"] == "full"

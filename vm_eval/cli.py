@@ -224,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", help="comma-separated variant names (the reference is always included)")
     p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
     p.add_argument("--jobs", type=int, help="variants trained and run at once after the reference, one process each "
-                   "(default: 1 on a GPU machine, every core on a CPU-only one)")
+                   "(default: 1 on a GPU machine, every core on a CPU-only one; with --executor ray: as many as the "
+                   "cluster has GPUs, or CPUs on a CPU-only cluster)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local worker processes (default) or Ray actors, one GPU per variant when the cluster has "
+                        "GPUs (pip install 'vm-eval[ray]')")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT", help="Ray cluster to join (default: start a local one)")
     p.add_argument("--limit", type=int, help="only the first N clips of the split; the runs stay 'partial'")
     p.add_argument("--seed", type=int, default=0, help="run seed, the same for every variant")
 

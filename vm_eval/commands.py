@@ -209,7 +209,7 @@ def cmd_ablate(args) -> int:
         grid=Path(args.grid) if args.grid else None, preset=args.preset, data=args.data, split=args.split,
         train_split=args.train_split, variants=split(args.variants), steps=args.steps, metrics=split(args.metrics),
         seed=args.seed, limit=args.limit, results=args.results, data_dir=args.datasets, device=args.device,
-        jobs=args.jobs, progress=not args.quiet))
+        jobs=args.jobs, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address))
     print(out.table)
     total = sum(t["train_s"] + t["run_s"] for t in out.timings.values())
     print(f"ablation group: {out.folder} ({total:.0f} s this call; report.json, report.csv there)")

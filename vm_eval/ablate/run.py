@@ -39,6 +39,8 @@ class AblateRequest:
     device: str | None = None
     jobs: int | None = None  # variants at once after the reference (default: see default_jobs)
     progress: bool = True
+    executor: str = "local"  # local: worker processes; ray: actors on a Ray cluster (one GPU each when it has GPUs)
+    ray_address: str | None = None
 
 
 @dataclass
@@ -94,19 +96,20 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
     rest = order[1:]
     with _cpu_threads(1 if _on_cpu(req) else None):  # one thread everywhere: results never depend on --jobs
         record(grid.reference, run_variant(req, grid.reference, folder))
-        if jobs <= 1:
+        if jobs <= 1 and req.executor == "local":
             for name in rest:
                 record(name, run_variant(req, name, folder))
         else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from vm_eval.executors import Resources, Unit, WorkerSpec, get_executor
 
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_single_threaded) as pool:
-                futures = {name: pool.submit(run_variant, replace(req, progress=False), name, folder)
-                           for name in rest}
-                for name in rest:
-                    record(name, futures[name].result())
+            executor = get_executor(req.executor, jobs if req.executor == "local" or req.jobs else None,
+                                    req.ray_address, max_attempts=1)  # a variant that kills its worker is not rerun
+            gpus = 1 if req.executor == "ray" and not _on_cpu(req) and executor.gpus() >= 1 else 0
+            spec = WorkerSpec(variant_worker, (replace(req, progress=False), folder), Resources(1, gpus), "variant")
+            for o in executor.map(spec, [Unit(n, n) for n in rest]):
+                if not o.ok:
+                    raise RuntimeError(f"ablation variant {o.key} failed: {o.error}")
+                record(o.key, o.value)
     store = RunStore(paths.results_dir(req.results))
     runs = {name: store.find(results[name]["entry"]["run"]) for name in order}
     timings = {name: results[name]["entry"]["timings"] for name in order}
@@ -134,6 +137,13 @@ def default_jobs(req: AblateRequest, n_variants: int) -> int:
     if req.jobs is not None:
         return max(1, int(req.jobs))
     return max(1, min(os.cpu_count() or 1, n_variants)) if _on_cpu(req) else 1
+
+
+def variant_worker(req: AblateRequest, folder: Path):
+    """Executor worker: trains and runs variants (one unit = one variant name), single-threaded on CPU."""
+    if _on_cpu(req):
+        _single_threaded()
+    return lambda name: run_variant(req, name, folder)
 
 
 def _single_threaded() -> None:
