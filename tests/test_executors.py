@@ -75,9 +75,15 @@ def inline_run(data_dir, tmp_path_factory):
 
 
 def test_scoring_in_worker_processes_stores_the_same_results(inline_run, data_dir, tmp_path, monkeypatch):
+    from vm_eval.executors.local import LocalExecutor
+
     monkeypatch.setenv("VM_EVAL_PLUGINS", "testsystems")  # the spawned workers register the test metrics too
+    pools, real_pool = [], LocalExecutor._pool
+    monkeypatch.setattr(LocalExecutor, "_pool", lambda self, spec, units: pools.append(len(units))
+                        or real_pool(self, spec, units))
     run = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path, metrics=METRICS, limit=8,
                             workers=2, progress=False)).run
+    assert pools == [8]  # the 8 clips were scored in the worker processes
     assert scored(run) == scored(inline_run)
     assert run.meta()["last_command"]["workers"] == 2
     n = len(list(run.scores))

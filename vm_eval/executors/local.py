@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -21,13 +22,12 @@ _WORKER = None  # the worker callable of this worker process (built by _init)
 
 def _init(factory, args) -> None:
     global _WORKER
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: N workers must not each start N threads
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    # One core per worker: N workers must not each start N threads. torch and BLAS read these when first imported
+    # (by the factory, after this), so a worker that never needs torch does not pay for importing it here.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     _WORKER = factory(*args)
 
 
