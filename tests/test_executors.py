@@ -128,3 +128,22 @@ def test_ray_executor(ray_local, tmp_path, inline_run, data_dir, monkeypatch):
     n_scores = len(list(run.scores))
     execute(replace(cfg, limit=8, executor="ray"))
     assert len(list(run.generation)) == 8 and len(list(run.scores)) == n_scores  # fully cached
+
+
+def test_a_worker_killed_mid_run_is_retried_and_the_run_completes(data_dir, tmp_path, monkeypatch):
+    import importlib
+
+    from vm_eval.registries import METRICS
+
+    importlib.import_module("dying_metric")
+    try:
+        monkeypatch.setenv("VM_EVAL_PLUGINS", "dying_metric")
+        monkeypatch.setenv("TEST_DIE_ONCE_DIR", str(tmp_path))
+        monkeypatch.setenv("TEST_DIE_ONCE", "demo-001,demo-005")
+        out = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path / "r", limit=8,
+                                metrics=["duration-error", "test-die-once"], workers=2, progress=False))
+    finally:
+        METRICS.remove("test-die-once")
+    assert (tmp_path / "demo-001").exists() and (tmp_path / "demo-005").exists()  # both workers did die
+    latest = out.run.scores.latest("clip_id", "metric_key").values()
+    assert len(latest) == 16 and {r["status"] for r in latest} == {"done"} and out.failed == 0

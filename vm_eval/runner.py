@@ -135,8 +135,9 @@ def generate_stage(run: Run, model, pool: list[ClipInput], selected: list[ClipIn
         outcomes = LocalExecutor(1).map(WorkerSpec(lambda: here), units)
     else:
         outcomes = executor.map(worker, units)
+    payloads = {u.key: u.payload for u in units}
     for o in outcomes:
-        ids = next(u.payload for u in units if u.key == o.key)
+        ids = payloads[o.key]
         results = o.value if o.ok else [(RemoteFailure(o.error), 0.0)] * len(ids)
         for cid, (out, seconds) in zip(ids, results):
             rec = _record_output(run, by_id[cid], out, seconds)

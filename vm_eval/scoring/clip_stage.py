@@ -109,6 +109,7 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
             todo.append(m.key)
         if todo:
             units.append(Unit(clip.id, (clip.id, todo, fps, reasons)))
+    payloads = {u.key: u.payload for u in units}
     bar = tqdm(total=len(units), desc="score", unit="clip", disable=not progress, leave=False, dynamic_ncols=True)
     # Spawning workers costs seconds (imports, metric backbones): a local pool is used only when every worker
     # gets at least MIN_UNITS_PER_WORKER clips; otherwise this process scores them (same records either way).
@@ -125,9 +126,10 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
         if o.ok:
             records = o.value
         else:  # the worker died on this clip more often than retried: every metric of the clip failed
-            _, todo, fps, _ = next(u.payload for u in units if u.key == o.key)
+            _, todo, _, _ = payloads[o.key]
             names = {m.key: m.name for m in clip_metrics}
-            records = [{"clip_id": o.key, "metric": names[k], "metric_key": k, "inputs_sha": fps[k],
+            # no inputs fingerprint: a dead worker is no verdict on the clip, the next identical command retries it
+            records = [{"clip_id": o.key, "metric": names[k], "metric_key": k, "inputs_sha": None,
                         "audio_sha256": gen[o.key]["audio_sha256"], "status": FAILED, "reason": o.error,
                         "seconds": 0.0} for k in todo]
         for rec in records:
