@@ -1,5 +1,5 @@
-"""A test metric whose scoring kills its own process once per clip named in $TEST_DIE_ONCE (a marker file in
-$TEST_DIE_ONCE_DIR remembers), as a worker killed mid-unit would. Registered on import: imported by the one test
+"""A test metric whose scoring kills its own process once per clip named in $VM_EVAL_TEST_DIE_ONCE (a marker file in
+$VM_EVAL_TEST_DIE_ONCE_DIR remembers; VM_EVAL_ variables reach Ray workers too), as a worker killed mid-unit would. Registered on import: imported by the one test
 that uses it and, through VM_EVAL_PLUGINS, by that test's worker processes; the test removes it afterwards."""
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ class DiesOnce:
     info = MetricInfo(name="test-die-once", version=1, units="", higher_is_better=True, description="test metric")
 
     def score(self, audio, sr, ctx):
-        marker = Path(os.environ["TEST_DIE_ONCE_DIR"]) / ctx.clip_id
-        if ctx.clip_id in os.environ.get("TEST_DIE_ONCE", "").split(",") and not marker.exists():
+        marker = Path(os.environ["VM_EVAL_TEST_DIE_ONCE_DIR"]) / ctx.clip_id
+        if ctx.clip_id in os.environ.get("VM_EVAL_TEST_DIE_ONCE", "").split(",") and not marker.exists():
             marker.touch()
             os._exit(1)
         return 1.0

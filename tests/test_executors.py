@@ -130,18 +130,23 @@ def test_ray_executor(ray_local, tmp_path, inline_run, data_dir, monkeypatch):
     assert len(list(run.generation)) == 8 and len(list(run.scores)) == n_scores  # fully cached
 
 
-def test_a_worker_killed_mid_run_is_retried_and_the_run_completes(data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_worker_killed_mid_run_is_retried_and_the_run_completes(executor, data_dir, tmp_path, monkeypatch,
+                                                                  request):
     import importlib
 
     from vm_eval.registries import METRICS
 
-    importlib.import_module("dying_metric")
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+    importlib.reload(importlib.import_module("dying_metric"))  # (re-)registers the metric here
     try:
         monkeypatch.setenv("VM_EVAL_PLUGINS", "dying_metric")
-        monkeypatch.setenv("TEST_DIE_ONCE_DIR", str(tmp_path))
-        monkeypatch.setenv("TEST_DIE_ONCE", "demo-001,demo-005")
+        monkeypatch.setenv("VM_EVAL_TEST_DIE_ONCE_DIR", str(tmp_path))
+        monkeypatch.setenv("VM_EVAL_TEST_DIE_ONCE", "demo-001,demo-005")
         out = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path / "r", limit=8,
-                                metrics=["duration-error", "test-die-once"], workers=2, progress=False))
+                                metrics=["duration-error", "test-die-once"], workers=2, executor=executor,
+                                progress=False))
     finally:
         METRICS.remove("test-die-once")
     assert (tmp_path / "demo-001").exists() and (tmp_path / "demo-005").exists()  # both workers did die

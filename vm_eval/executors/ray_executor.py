@@ -8,6 +8,7 @@ and ``max_task_retries`` from ``max_attempts``); after that the unit is reported
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 from vm_eval.executors.base import Executor, Outcome, Unit, WorkerSpec, error_text
@@ -21,6 +22,15 @@ def import_ray():
     except ImportError:
         raise RuntimeError(INSTALL_HINT) from None
     return ray
+
+
+FORWARDED_PREFIXES = ("VM_EVAL_", "HF_", "TRANSFORMERS_")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's settings that must hold on the workers too (plugins, config, data and weights folders, hub
+    offline mode): Ray's workers start from its raylet's environment, not from the driver's."""
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)}
 
 
 class _Actor:
@@ -78,7 +88,8 @@ class RayExecutor(Executor):
         ray = self.ray
         retries = self.max_attempts - 1
         actor_cls = ray.remote(_Actor).options(num_cpus=spec.resources.cpus, num_gpus=spec.resources.gpus,
-                                               max_restarts=retries, max_task_retries=retries)
+                                               max_restarts=retries, max_task_retries=retries,
+                                               runtime_env={"env_vars": forwarded_env()})
         actors = [actor_cls.remote(spec.factory, spec.args) for _ in range(self._n_actors(spec, len(units)))]
         queue = list(units)[::-1]
         running = {}  # object ref -> (unit, actor)
