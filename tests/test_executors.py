@@ -28,7 +28,7 @@ def test_local_results_equal_inline_and_workers_build_once(workers, tmp_path, mo
     assert out["bad"].error == "ValueError: this unit fails"  # a unit's own failure is its outcome
     pids = {o.value[1] for k, o in out.items() if k != "bad"}
     built = builds.read_text().split()
-    assert len(built) == workers and {str(p) for p in pids} <= set(built)  # one build per worker, not per unit
+    assert len(built) <= workers and {str(p) for p in pids} <= set(built)  # one build per worker, not per unit
 
 
 def test_local_worker_death_is_retried_then_reported(tmp_path):
@@ -78,12 +78,12 @@ def test_scoring_in_worker_processes_stores_the_same_results(inline_run, data_di
     from vm_eval.executors.local import LocalExecutor
 
     monkeypatch.setenv("VM_EVAL_PLUGINS", "testsystems")  # the spawned workers register the test metrics too
-    pools, real_pool = [], LocalExecutor._pool
-    monkeypatch.setattr(LocalExecutor, "_pool", lambda self, spec, units: pools.append(len(units))
+    pools, real_pool = [], LocalExecutor._pooled
+    monkeypatch.setattr(LocalExecutor, "_pooled", lambda self, spec, units: pools.append(len(units))
                         or real_pool(self, spec, units))
     run = execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path, metrics=METRICS, limit=8,
                             workers=2, progress=False)).run
-    assert pools == [8]  # the 8 clips were scored in the worker processes
+    assert pools[-1] == 8 and len(pools) == 2  # input files' features, then the 8 clips, in the worker processes
     assert scored(run) == scored(inline_run)
     assert run.meta()["last_command"]["workers"] == 2
     n = len(list(run.scores))

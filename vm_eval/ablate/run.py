@@ -106,10 +106,13 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
                                     req.ray_address, max_attempts=1)  # a variant that kills its worker is not rerun
             gpus = 1 if req.executor == "ray" and not _on_cpu(req) and executor.gpus() >= 1 else 0
             spec = WorkerSpec(variant_worker, (replace(req, progress=False), folder), Resources(1, gpus), "variant")
-            for o in executor.map(spec, [Unit(n, n) for n in rest]):
-                if not o.ok:
-                    raise RuntimeError(f"ablation variant {o.key} failed: {o.error}")
-                record(o.key, o.value)
+            try:
+                for o in executor.map(spec, [Unit(n, n) for n in rest]):
+                    if not o.ok:
+                        raise RuntimeError(f"ablation variant {o.key} failed: {o.error}")
+                    record(o.key, o.value)
+            finally:
+                executor.close()
     store = RunStore(paths.results_dir(req.results))
     runs = {name: store.find(results[name]["entry"]["run"]) for name in order}
     timings = {name: results[name]["entry"]["timings"] for name in order}

@@ -47,9 +47,22 @@ class LocalExecutor(Executor):
         self.workers = workers or 1
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self._pool: ProcessPoolExecutor | None = None
 
     def describe(self) -> dict:
         return {"executor": self.name, "workers": self.workers}
+
+    def _pool_for(self, spec: WorkerSpec, ctx) -> ProcessPoolExecutor:
+        """A fresh pool of this spec's workers for one `map` call (closed when it ends or a worker dies)."""
+        self.close()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init,
+                                         initargs=(spec.factory, spec.args))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
 
     def map(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
         if not units:
@@ -57,7 +70,7 @@ class LocalExecutor(Executor):
         if self.workers == 1:
             yield from self._inline(spec, units)
         else:
-            yield from self._pool(spec, units)
+            yield from self._pooled(spec, units)
 
     def _inline(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
         worker = spec.factory(*spec.args)
@@ -67,15 +80,14 @@ class LocalExecutor(Executor):
             except Exception as e:  # the unit's own failure; KeyboardInterrupt propagates
                 yield Outcome(u.key, error=error_text(e))
 
-    def _pool(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
+    def _pooled(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
         queue = list(units)[::-1]  # pop() from the end keeps the given order
         suspects: list[Unit] = []  # in flight when a worker died: retried one at a time to find the culprit
         deaths = {u.key: 0 for u in units}  # deaths while running alone (what max_attempts bounds)
         starts = {u.key: 0 for u in units}  # reported as Outcome.attempts
         ctx = mp.get_context("spawn")
         while queue or suspects:
-            pool = ProcessPoolExecutor(max_workers=min(self.workers, len(queue) + len(suspects)), mp_context=ctx,
-                                       initializer=_init, initargs=(spec.factory, spec.args))
+            pool = self._pool_for(spec, ctx)
             running: dict[Future, Unit] = {}
             broken = False
             try:
@@ -113,4 +125,4 @@ class LocalExecutor(Executor):
                     else:
                         suspects.append(u)
             finally:
-                pool.shutdown(wait=not broken, cancel_futures=True)
+                self.close()  # never leave worker processes behind a finished (or abandoned) map

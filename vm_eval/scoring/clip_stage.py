@@ -17,12 +17,13 @@ from vm_eval.executors.base import Unit, WorkerSpec
 from vm_eval.executors.local import LocalExecutor
 from vm_eval.media import Audio, resample
 from vm_eval.models.api import clip_seed
-from vm_eval.scoring.inputs import FeatureProvider
+from vm_eval.scoring.inputs import FeatureProvider, extractor_id
 from vm_eval.scoring.resolve import BoundMetric
 from vm_eval.store.run import Run
 
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 MIN_UNITS_PER_WORKER = 4
+FEATURES = "__features__"  # marks a feature-extraction payload (never a clip id: ids start with a letter or digit)
 
 
 def input_keys(m: BoundMetric) -> list[str]:
@@ -121,6 +122,7 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
                                                        p[2], p[3]))
         outcomes = LocalExecutor(1).map(spec, units)
     else:
+        extract_features(executor, worker, feature_units(units, by_id, clip_metrics, provider), progress)
         outcomes = executor.map(worker, units)
     for o in outcomes:
         if o.ok:
@@ -140,6 +142,41 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
     return scores
 
 
+def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[BoundMetric],
+                  provider: FeatureProvider) -> list[Unit]:
+    """One unit per input file (a clip's generated audio, reference span, video span) whose features some metric
+    still needs and the cache lacks: decoded once for all its extractors, and once even when several clips read
+    it (a clip's audio is also another clip's null)."""
+    by_key = {m.key: m for m in metrics}
+    wanted: dict[str, dict] = {}  # content key -> {"clip", "input", "metrics"}
+    for u in units:
+        clip_id, keys, _, reasons = u.payload
+        for k in keys:
+            if k in reasons:
+                continue
+            for inp, ext in by_key[k].inputs.items():
+                try:
+                    content = provider.source_key(by_id[clip_id], inp)
+                except LookupError:
+                    continue
+                if provider.cache.path(extractor_id(ext), content).is_file():
+                    continue
+                w = wanted.setdefault(content, {"clip": clip_id, "input": inp, "pairs": []})
+                if (k, inp) not in w["pairs"]:
+                    w["pairs"].append((k, inp))
+    return [Unit(content, (FEATURES, w["clip"], w["pairs"])) for content, w in wanted.items()]
+
+
+def extract_features(executor, worker: WorkerSpec, units: list[Unit], progress: bool) -> None:
+    """Fill the shared feature cache through the executor (failures are left to the scoring units, which
+    recompute and record them per clip and metric)."""
+    bar = tqdm(total=len(units), desc="features", unit="file", disable=not progress or not units, leave=False,
+               dynamic_ncols=True)
+    for _ in executor.map(worker, units):
+        bar.update(1)
+    bar.close()
+
+
 def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache_dir: str,
                    donors: dict[str, str], metric_names: list[str], seed: int):
     """Build, in a worker process or Ray actor, what scoring one clip needs (metrics with their backbones, the
@@ -153,7 +190,12 @@ def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache
     manifest = load_manifest(manifest_path)
     provider = FeatureProvider(Run(run_dir), manifest, gen, FeatureCache(cache_dir), donors)
 
-    def score(payload) -> list[dict]:
+    def score(payload):
+        if payload[0] == FEATURES:  # a feature_units unit: compute into the shared cache
+            _, clip_id, pairs = payload
+            for key, inp in pairs:
+                provider.features(manifest[clip_id], inp, by_key[key].inputs[inp])
+            return len(pairs)
         clip_id, keys, fps, reasons = payload
         missing = [k for k in keys if k not in by_key]
         if missing:
