@@ -124,15 +124,7 @@ def generate_stage(run: Run, model, pool: list[ClipInput], selected: list[ClipIn
     by_id = {c.id: c for c in todo}
     bar = _progress(len(todo), f"generate {model.info.name}", progress)
     if executor is None or executor.name == "local":
-        prepared = []
-
-        def here(ids: list[str]):
-            if not prepared and hasattr(model, "prepare"):
-                model.prepare(pool)
-                prepared.append(True)
-            return _generate_batch(model, [by_id[i] for i in ids])
-
-        outcomes = LocalExecutor(1).map(WorkerSpec(lambda: here), units)
+        outcomes = LocalExecutor(1).map(WorkerSpec(lambda: _batch_runner(model, pool)), units)
     else:
         outcomes = executor.map(worker, units)
     payloads = {u.key: u.payload for u in units}
@@ -183,17 +175,21 @@ def generation_worker(model: str, model_args: dict, context: dict, manifest_path
     generate_stage (a unit = a batch of clip ids)."""
     from vm_eval.data.manifest import load_manifest
 
-    m = MODELS.create(model, **model_args, **context)
     manifest = load_manifest(manifest_path)
     pool = [ClipInput(c, manifest, seed, Path(media_cache)) for c in manifest.split(split)]
+    return _batch_runner(MODELS.create(model, **model_args, **context), pool)
+
+
+def _batch_runner(model, pool: list[ClipInput]):
+    """unit payload (clip ids) -> _generate_batch results; the model's `prepare(pool)` runs before the first."""
     by_id = {c.id: c for c in pool}
     prepared = []
 
     def run(ids: list[str]):
-        if not prepared and hasattr(m, "prepare"):
-            m.prepare(pool)
+        if not prepared and hasattr(model, "prepare"):
+            model.prepare(pool)
             prepared.append(True)
-        return _generate_batch(m, [by_id[i] for i in ids])
+        return _generate_batch(model, [by_id[i] for i in ids])
 
     return run
 

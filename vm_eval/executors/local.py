@@ -59,9 +59,12 @@ class LocalExecutor(Executor):
                                          initargs=(spec.factory, spec.args))
         return self._pool
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Shut the pool down. Waiting for its workers matters: a pool shut down without waiting could leave a
+        worker blocked on its call queue and the interpreter hanging at exit (seen in CI). A broken pool's
+        workers are already gone, so there is nothing to wait for."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
         self._pool = None
 
     def map(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
@@ -125,4 +128,4 @@ class LocalExecutor(Executor):
                     else:
                         suspects.append(u)
             finally:
-                self.close()  # never leave worker processes behind a finished (or abandoned) map
+                self.close(wait=not broken)  # never leave worker processes behind a finished (or abandoned) map
