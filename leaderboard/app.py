@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # `streamlit run leaderboard/app.py` runs this fi
 import streamlit as st
 
 from leaderboard.data import CATEGORIES, SOURCES, Results, load_results
-from leaderboard.state import VIEWS, filters_from_params, params_from_filters
+from leaderboard.state import FILTER_PARAMS, VIEWS, filters_from_params, params_from_filters
 from leaderboard.table import ClipMatrix, Filters, backbone_names
 
 
@@ -55,8 +55,7 @@ def sidebar(res: Results) -> tuple[str, Filters]:
               "family": "model family", "backbone": "metric backbone"}
     chosen = {}
     for param, label in labels.items():
-        attr = {"dataset": "datasets", "split": "splits", "category": "categories", "source": "sources",
-                "family": "families", "backbone": "backbones"}[param]
+        attr = FILTER_PARAMS[param]
         chosen[attr] = tuple(st.sidebar.multiselect(label, options[param], default=list(getattr(initial, attr)),
                                                     key=f"filter-{param}"))
     f = Filters(**chosen)

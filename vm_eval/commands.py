@@ -123,7 +123,7 @@ def cmd_results(args) -> int:
     return 0
 
 
-def leaderboard_command(results: Path, host: str, port: int) -> list[str]:
+def leaderboard_command(host: str, port: int) -> list[str]:
     """The `streamlit run` command line of the leaderboard app (headless: no browser is opened, no telemetry)."""
     app = Path(__file__).resolve().parents[1] / "leaderboard" / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.address",
@@ -143,7 +143,7 @@ def cmd_leaderboard(args) -> int:
         raise FileNotFoundError(f"no results folder at {results}: run `make demo` or pass --results DIR")
     print(f"leaderboard of {results}: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
     env = {**os.environ, "VM_EVAL_RESULTS": str(results.resolve())}
-    return subprocess.call(leaderboard_command(results, args.host, args.port), env=env)
+    return subprocess.call(leaderboard_command(args.host, args.port), env=env)
 
 
 def cmd_compare(args) -> int:

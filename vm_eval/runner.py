@@ -16,7 +16,7 @@ import numpy as np
 from vm_eval import paths
 from vm_eval.data import resolve_dataset
 from vm_eval.fsutil import file_sha256
-from vm_eval.media import Audio, audio_stats, write_wav
+from vm_eval.media import audio_stats, write_wav
 from vm_eval.models.api import ClipInput, NotApplicable, as_audio
 from vm_eval.registries import MODELS
 from vm_eval.store import provenance
@@ -89,8 +89,6 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
         return {**rec, "status": SKIPPED, "reason": str(out)}
     if isinstance(out, RemoteFailure):
         return {**rec, "status": FAILED, "reason": str(out)}
-    if isinstance(out, BaseException):
-        return {**rec, "status": FAILED, "reason": f"{type(out).__name__}: {out}"}
     try:
         audio = as_audio(out)
         if audio.num_samples == 0:
@@ -145,7 +143,8 @@ class RemoteFailure(Exception):
 
 
 def _generate_batch(model, batch: list[ClipInput]) -> list[tuple[object, float]]:
-    """(output or failure, seconds per clip) for each clip of a batch; failures as picklable values."""
+    """(output or failure, seconds per clip) for each clip of a batch; failures as picklable values (a model's
+    own exception may carry state that cannot cross to the driver)."""
     t0 = time.perf_counter()
     try:
         outs = list(model.generate(batch))
@@ -156,15 +155,10 @@ def _generate_batch(model, batch: list[ClipInput]) -> list[tuple[object, float]]
     per_clip = (time.perf_counter() - t0) / len(batch)
     out = []
     for o in outs:
-        if isinstance(o, BaseException) and not isinstance(o, NotApplicable):
-            o = RemoteFailure(f"{type(o).__name__}: {o}")
-        elif isinstance(o, NotApplicable):
+        if isinstance(o, NotApplicable):
             o = NotApplicable(str(o))  # plain, whatever subclass or state it carried
-        elif not isinstance(o, (BaseException, Audio)):
-            try:
-                o = as_audio(o)
-            except (TypeError, ValueError) as e:
-                o = RemoteFailure(str(e))
+        elif isinstance(o, BaseException):
+            o = RemoteFailure(f"{type(o).__name__}: {o}")
         out.append((o, per_clip))
     return out
 

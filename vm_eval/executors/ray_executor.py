@@ -46,16 +46,14 @@ class _Actor:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 3,
-                 init_kwargs: dict | None = None):
+    def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 3):
         super().__init__(max_attempts)
         self.address, self.workers = address, workers
-        self.init_kwargs = dict(init_kwargs or {})
         self.ray = import_ray()
 
     def _connect(self) -> None:
         if not self.ray.is_initialized():
-            kwargs = {"ignore_reinit_error": True, "log_to_driver": False, **self.init_kwargs}
+            kwargs = {"ignore_reinit_error": True, "log_to_driver": False}
             if self.address:
                 kwargs["address"] = self.address
             self.ray.init(**kwargs)

@@ -118,9 +118,7 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
                                   and min(executor.workers, len(units) // MIN_UNITS_PER_WORKER) <= 1)
     if inline:
         by_key = {m.key: m for m in clip_metrics}
-        spec = WorkerSpec(lambda: lambda p: score_clip(by_id[p[0]], [by_key[k] for k in p[1]], provider, seed,
-                                                       p[2], p[3]))
-        outcomes = LocalExecutor(1).map(spec, units)
+        outcomes = LocalExecutor(1).map(WorkerSpec(lambda: _unit_scorer(by_id, by_key, provider, seed)), units)
     else:
         extract_features(executor, worker, feature_units(units, by_id, clip_metrics, provider), progress)
         outcomes = executor.map(worker, units)
@@ -148,7 +146,7 @@ def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[Bound
     still needs and the cache lacks: decoded once for all its extractors, and once even when several clips read
     it (a clip's audio is also another clip's null)."""
     by_key = {m.key: m for m in metrics}
-    wanted: dict[str, dict] = {}  # content key -> {"clip", "input", "metrics"}
+    wanted: dict[str, tuple[str, dict]] = {}  # content key -> (a clip reading it, cache file -> (metric, input))
     for u in units:
         clip_id, keys, _, reasons = u.payload
         for k in keys:
@@ -159,12 +157,10 @@ def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[Bound
                     content = provider.source_key(by_id[clip_id], inp)
                 except LookupError:
                     continue
-                if provider.cache.path(extractor_id(ext), content).is_file():
-                    continue
-                w = wanted.setdefault(content, {"clip": clip_id, "input": inp, "pairs": []})
-                if (k, inp) not in w["pairs"]:
-                    w["pairs"].append((k, inp))
-    return [Unit(content, (FEATURES, w["clip"], w["pairs"])) for content, w in wanted.items()]
+                target = provider.cache.path(extractor_id(ext), content)
+                if not target.is_file():  # one (metric, input) per extractor: metrics sharing one share its file
+                    wanted.setdefault(content, (clip_id, {}))[1].setdefault(str(target), (k, inp))
+    return [Unit(content, (FEATURES, clip_id, list(pairs.values()))) for content, (clip_id, pairs) in wanted.items()]
 
 
 def extract_features(executor, worker: WorkerSpec, units: list[Unit], progress: bool) -> None:
@@ -189,6 +185,7 @@ def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache
     by_key = {m.key: m for m in metrics}
     manifest = load_manifest(manifest_path)
     provider = FeatureProvider(Run(run_dir), manifest, gen, FeatureCache(cache_dir), donors)
+    scorer = _unit_scorer(manifest, by_key, provider, seed)
 
     def score(payload):
         if payload[0] == FEATURES:  # a feature_units unit: compute into the shared cache
@@ -196,12 +193,20 @@ def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache
             for key, inp in pairs:
                 provider.features(manifest[clip_id], inp, by_key[key].inputs[inp])
             return len(pairs)
+        return scorer(payload)
+
+    return score
+
+
+def _unit_scorer(clips, by_key: dict[str, BoundMetric], provider: FeatureProvider, seed: int):
+    """The callable scoring one clip unit (clip id, metric keys, fingerprints, reasons); `clips[id]` -> Clip."""
+    def score(payload) -> list[dict]:
         clip_id, keys, fps, reasons = payload
         missing = [k for k in keys if k not in by_key]
         if missing:
             raise RuntimeError(f"metric identities {missing} differ in this worker (another code or package "
                                "version than the driver's?)")
-        return score_clip(manifest[clip_id], [by_key[k] for k in keys], provider, seed, fps, reasons)
+        return score_clip(clips[clip_id], [by_key[k] for k in keys], provider, seed, fps, reasons)
 
     return score
 
