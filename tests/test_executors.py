@@ -39,6 +39,30 @@ def test_local_worker_death_is_retried_then_reported(tmp_path):
     assert not out["die-always"].ok and "died 3 times" in out["die-always"].error
 
 
+def test_local_pool_breaking_between_wait_and_submit_loses_nothing(tmp_path, monkeypatch):
+    """A worker can die after `wait` returned and before the next submit, which then raises BrokenProcessPool (a
+    CI failure). The refused unit is not charged and every unit still gets exactly one outcome."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    import vm_eval.executors.local as local
+
+    calls = {"n": 0}
+
+    class RefusesThirdSubmit(ProcessPoolExecutor):  # stands in for a pool whose worker just died
+        def submit(self, fn, /, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise BrokenProcessPool("a child process terminated abruptly")
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(local, "ProcessPoolExecutor", RefusesThirdSubmit)
+    outcomes = list(get_executor("local", 2).map(WorkerSpec(square_worker, (0,)), UNITS[:6]))
+    assert sorted(o.key for o in outcomes) == sorted(u.key for u in UNITS[:6])  # each once
+    assert all(o.ok for o in outcomes) and {o.key: o.value[0] for o in outcomes} == {str(i): i * i for i in range(6)}
+    assert calls["n"] == 7  # six units plus the refused submit, retried on a fresh pool
+
+
 def test_unknown_executor_and_missing_ray_message(monkeypatch):
     with pytest.raises(ValueError, match="unknown executor"):
         get_executor("slurm")

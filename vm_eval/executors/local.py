@@ -95,16 +95,18 @@ class LocalExecutor(Executor):
             broken = False
             try:
                 while (queue or suspects or running) and not broken:
-                    if suspects:
-                        if not running:
-                            u = suspects.pop()
-                            starts[u.key] += 1
-                            running[pool.submit(_call, u.payload)] = u
-                    else:
-                        while queue and len(running) < self.workers:
-                            u = queue.pop()
-                            starts[u.key] += 1
-                            running[pool.submit(_call, u.payload)] = u
+                    source = suspects if suspects else queue
+                    while source and len(running) < (1 if source is suspects else self.workers):
+                        u = source.pop()
+                        try:
+                            fut = pool.submit(_call, u.payload)
+                        except BrokenProcessPool:  # a worker died since the last wait: not this unit's doing
+                            source.append(u)
+                            broken = True
+                            break
+                        starts[u.key] += 1
+                        running[fut] = u
+                    # After a failed submit this still collects what finished; the rest fail as the pool broke.
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         u = running.pop(fut)
@@ -116,7 +118,19 @@ class LocalExecutor(Executor):
                         except Exception as e:
                             yield Outcome(u.key, error=error_text(e), attempts=starts[u.key])
                 if broken:
-                    inflight = list(running.values())
+                    # Settle everything still in flight: a broken pool fails its pending futures at once, and a
+                    # unit whose result did come back is not re-run.
+                    inflight = []
+                    for fut in wait(running).done:
+                        u = running[fut]
+                        try:
+                            yield Outcome(u.key, fut.result(), attempts=starts[u.key])
+                        except BrokenProcessPool:
+                            inflight.append(u)
+                        except Exception as e:
+                            yield Outcome(u.key, error=error_text(e), attempts=starts[u.key])
+                    if not inflight:  # the pool broke with nothing of ours running: start a fresh one
+                        continue
                     if len(inflight) > 1:  # one of them killed its worker: find which, one unit at a time
                         suspects.extend(inflight)
                         continue
