@@ -25,6 +25,14 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One feature cache (VM_EVAL_CACHE) for the tests that train the tiny model on the demo's train split: the
+    cache is keyed by content and extractor identity, so they share EnCodec tokens and CLIP features as a user's
+    runs do, and only the first pays for them (~25 s each)."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
 @pytest.fixture
 def results(tmp_path) -> Path:
     return tmp_path / "results"

@@ -120,11 +120,12 @@ def test_bootstrap_p_value_separates_shift_from_noise():
     assert np.isnan(bootstrap_p_value([1.0]))
 
 
-def test_two_variant_grid_end_to_end_in_two_processes_and_resume(data_dir, tmp_path):
+def test_two_variant_grid_end_to_end_in_two_processes_and_resume(data_dir, tmp_path, shared_cache, monkeypatch):
     """Two variants against the full model: the reference alone first, then both variants in two worker processes;
     a second identical call retrains and regenerates nothing and reproduces the report."""
     from vm_eval.ablate.run import AblateRequest, list_groups, run_ablation
 
+    monkeypatch.setenv("VM_EVAL_CACHE", str(shared_cache))  # reaches the worker processes and Ray actors too
     req = AblateRequest(variants=["no-rhythm", "rhythm-cls"], data="demo", split="test", steps=4, limit=2, jobs=2,
                         data_dir=data_dir, results=tmp_path / "results", progress=False,
                         metrics=["duration-error", "beat-visual-f1-cuts"])

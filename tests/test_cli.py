@@ -17,8 +17,9 @@ def vm(env, *args, timeout=600):
                           timeout=timeout)
 
 
-def test_demo_with_limit_then_results_json(cli_env):
+def test_demo_with_limit_then_results_json(cli_env, shared_cache):
     cli_env.pop("VM_EVAL_PLUGINS")  # the demo runs every weightless model: only the suite's own here
+    cli_env["VM_EVAL_CACHE"] = str(shared_cache)  # the demo's training inputs, shared with the other training tests
     r = vm(cli_env, "demo", "--limit", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "ground-truth" in r.stdout and "random-retrieval" in r.stdout and "loudness-lufs" in r.stdout
