@@ -88,9 +88,8 @@ def main() -> None:
     from leaderboard.views import ablations, breakdowns, clips, runs, studies
 
     if view == "provenance":
-        from leaderboard.views.common import run_names
-
         from leaderboard.table import filter_runs
+        from leaderboard.views.common import run_names
 
         names = run_names(filter_runs(res, f))
         if not names:

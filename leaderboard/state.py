@@ -31,12 +31,11 @@ def filters_from_params(params: Mapping[str, str | list[str]], options: Mapping[
     return Filters(**chosen)
 
 
-def params_from_filters(f: Filters, view: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def params_from_filters(f: Filters, view: str) -> dict[str, str]:
     """Query parameters for a view (empty filters left out)."""
     out = {"view": view}
     for param, attr in FILTER_PARAMS.items():
         values = getattr(f, attr)
         if values:
             out[param] = ",".join(values)
-    out.update({k: v for k, v in (extra or {}).items() if v})
     return out

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
     p.add_argument("--batch-size", type=int, default=1, help="clips per model call (results do not depend on it)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="where scoring units run: local processes (default) or a Ray cluster (pip install "
-                        "'vm-eval[ray]'); stored results are the same either way")
+                   help="where the work runs: local (generation in this process, scoring in worker processes; "
+                        "the default) or a Ray cluster (generation on actors, one GPU each for GPU models; scoring "
+                        "on CPU actors; pip install 'vm-eval[ray]'); stored results are the same either way")
     p.add_argument("--workers", type=int, help="local: worker processes (default: every core; a few clips are "
                                                "scored in this process); ray: actors (default: what the cluster fits)")
     p.add_argument("--ray-address", metavar="auto|HOST:PORT", help="Ray cluster to join (default: start a local one)")

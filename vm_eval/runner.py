@@ -7,6 +7,7 @@ killed at any moment resumes on the next identical command without redoing finis
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,19 +109,20 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
     }
 
 
-def generate_stage(run: Run, model, pool: list[ClipInput], selected: list[ClipInput], batch_size: int,
+def generate_stage(run: Run, model, label: str, pool: list[ClipInput], selected: list[ClipInput], batch_size: int,
                    progress: bool, executor=None, worker: WorkerSpec | None = None) -> dict[str, dict]:
     """Generate every selected clip not yet finished; returns the latest generation record per clip id.
 
     One unit of work per batch of clips: here with `model` (no executor, or the local one: one model in memory),
-    or on a Ray cluster's actors built from `worker` (:func:`generation_worker`), each loading the model once.
-    Outputs come back to this process, which alone writes the audio files and the journal."""
+    or on a Ray cluster's actors built from `worker` (:func:`generation_worker`), each loading the model once
+    (`model` may then be None). Outputs come back to this process, which alone writes the audio files and the
+    journal."""
     records = {k[0]: v for k, v in run.generation.latest("clip_id").items()}
     todo = [c for c in selected if not _finished(records.get(c.id), run)]
     batches = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
     units = [Unit(b[0].id, [c.id for c in b]) for b in batches]
     by_id = {c.id: c for c in todo}
-    bar = _progress(len(todo), f"generate {model.info.name}", progress)
+    bar = _progress(len(todo), f"generate {label}", progress)
     if executor is None or executor.name == "local":
         outcomes = LocalExecutor(1).map(WorkerSpec(lambda: _batch_runner(model, pool)), units)
     else:
@@ -188,6 +190,16 @@ def _batch_runner(model, pool: list[ClipInput]):
     return run
 
 
+def _collect_memory() -> None:
+    """Return freed objects' memory, a GPU's included (after the driver drops a model the actors load)."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def execute(cfg: RunConfig) -> RunOutcome:
     from vm_eval import scoring
 
@@ -226,8 +238,13 @@ def execute(cfg: RunConfig) -> RunOutcome:
                                                         cfg.split, cfg.seed, str(cache / "media")),
                                     Resources(cpus=1, gpus=1 if extra.get("gpu") and executor.gpus() else 0),
                                     name="generate")
+            label = model.info.name
+            if executor.name != "local":  # the actors load their own copies: free this one (its GPU memory above all)
+                model = None  # built only for the run's identity above
+                _collect_memory()
             t0 = time.perf_counter()
-            gen = generate_stage(run, model, pool, selected, cfg.batch_size, cfg.progress, executor, gen_worker)
+            gen = generate_stage(run, model, label, pool, selected, cfg.batch_size, cfg.progress, executor,
+                                 gen_worker)
             t1 = time.perf_counter()
             if cfg.rescore:
                 run.scores.reset()

@@ -6,12 +6,12 @@ import streamlit as st
 
 from leaderboard.data import Results
 from leaderboard.table import Filters, filter_columns, filter_runs
-from leaderboard.views.common import downloads, errorbar_plot, show_figure
+from leaderboard.views.common import downloads, errorbar_plot, run_names, show_figure
 
 
 def breakdown(res: Results, f: Filters, matrix, column: str, by: str) -> pd.DataFrame:
     """Rows (run, group) for `column`, where group is each kept value of `by` ("category" or "source")."""
-    runs = filter_runs(res, f).set_index("run_id")
+    runs = filter_runs(res, f)
     chosen = f.categories if by == "category" else f.sources
     present = [g for g in dict.fromkeys(matrix.clips[by]) if not chosen or g in chosen]
     parts = []
@@ -19,12 +19,12 @@ def breakdown(res: Results, f: Filters, matrix, column: str, by: str) -> pd.Data
         cats = (g,) if by == "category" else f.categories
         srcs = (g,) if by == "source" else f.sources
         a = matrix.aggregate(cats, srcs)
-        a = a[(a["column"] == column) & a["run_id"].isin(runs.index)].assign(group=g)
+        a = a[(a["column"] == column) & a["run_id"].isin(runs["run_id"])].assign(group=g)
         parts.append(a)
     if not parts:
         return pd.DataFrame(columns=["run", "group", "mean", "lo", "hi", "n"])
     out = pd.concat(parts, ignore_index=True)
-    out["run"] = [f"{runs.at[r, 'label']} ({r[:8]})" for r in out["run_id"]]
+    out["run"] = out["run_id"].map(run_names(runs))
     return out[["run", "run_id", "group", "mean", "lo", "hi", "n"]]
 
 

@@ -48,8 +48,8 @@ def clip_scores(res: Results, f: Filters, clip_id: str, dataset: str) -> pd.Data
         return pd.DataFrame()
     t = s.pivot_table(index="run_id", columns="column", values="value", aggfunc="first", observed=True)
     t.columns = [cols.at[c, "header"] for c in t.columns]
-    labels = runs.set_index("run_id")["label"]
-    t.insert(0, "run", [f"{labels.get(r, '?')} ({r[:8]})" for r in t.index])
+    names = run_names(runs)
+    t.insert(0, "run", [names.get(r, f"? ({r[:8]})") for r in t.index])
     return t.reset_index(drop=True)
 
 

@@ -81,7 +81,8 @@ class Executor(ABC):
         return 0.0
 
     def close(self) -> None:
-        """Release workers (kept between `map` calls so models load once per command)."""
+        """Release any workers still held: each `map` call starts its workers (which load their state once for all
+        its units) and shuts them down when it ends; this covers a map that was abandoned half-way."""
 
 
 def error_text(e: BaseException) -> str:
