@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from baselines.reference import RandomRetrieval
+from vm_eval.errors import BadArgument
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class ShiftedBeatAnchor:
         from vm_eval.models.api import ModelInfo
 
         if beats < 0:
-            raise ValueError(f"beats must be >= 0 whole beats, got {beats}")
+            raise BadArgument(f"beats must be >= 0 whole beats, got {beats}")
         self.beats, self.crossfade_s = int(beats), float(crossfade_s)
         self.default_period_s = float(default_period_s)
         self._tracker = BeatTimes()

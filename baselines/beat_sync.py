@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from vm_eval.errors import BadArgument
 
 SAMPLE_RATE = 32000  # Hz
 PEAK_DBFS = -1.0  # output peak level
@@ -236,9 +237,9 @@ class BeatSync:
         from vm_eval.models.api import ModelInfo
 
         if detector not in ("framediff", "cuts"):
-            raise ValueError(f"detector must be 'framediff' or 'cuts', got {detector!r}")
+            raise BadArgument(f"detector must be 'framediff' or 'cuts', got {detector!r}")
         if not (0 < min_bpm and max_bpm >= 2 * min_bpm):
-            raise ValueError(f"need 0 < min_bpm and max_bpm >= 2 * min_bpm, got {min_bpm}-{max_bpm} BPM")
+            raise BadArgument(f"need 0 < min_bpm and max_bpm >= 2 * min_bpm, got {min_bpm}-{max_bpm} BPM")
         self.fps, self.size = float(fps), (int(size[0]), int(size[1]))
         self.min_bpm, self.max_bpm, self.default_bpm = float(min_bpm), float(max_bpm), float(default_bpm)
         self.tol_s, self.stereo = float(tol_s), bool(stereo)

@@ -55,6 +55,7 @@ from pathlib import Path
 from baselines.external.adapter import CheckpointSpec, ExternalSystem, NotConfigured, UpstreamSpec, safe_stem
 from baselines.external.midi import set_tempo
 from baselines.external.process import UpstreamError, UpstreamTimeout, run_upstream
+from vm_eval.errors import BadArgument
 
 HEIGHT = 360  # README step 1: videos are resized to 360p before video2npz
 NO_GPU = "9999"  # -g value for device "cpu": an index no machine has, so CUDA would see no device
@@ -100,7 +101,7 @@ def gpu_argument(device: str) -> str:
         return device.split(":", 1)[1]
     if device == "cuda":
         return "0"
-    raise ValueError(f"CMT runs on 'cpu' or 'cuda[:N]', not {device!r}")
+    raise BadArgument(f"CMT runs on 'cpu' or 'cuda[:N]', not {device!r}")
 
 
 def read_tempo(metadata: Path) -> float:

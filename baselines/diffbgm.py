@@ -47,6 +47,7 @@ from pathlib import Path
 from baselines.external.adapter import CheckpointSpec, ExternalSystem, UpstreamSpec
 from baselines.external.midi import midi_duration_s
 from baselines.external.process import UpstreamError
+from vm_eval.errors import BadArgument
 
 ID_FROM = ("video-stem", "clip-id")
 SONG_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # upstream cuts the id at the file name's first dot
@@ -168,7 +169,7 @@ class DiffBGM(ExternalSystem):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if id_from not in ID_FROM:
-            raise ValueError(f"Diff-BGM id_from must be one of {', '.join(ID_FROM)}, not {id_from!r}")
+            raise BadArgument(f"Diff-BGM id_from must be one of {', '.join(ID_FROM)}, not {id_from!r}")
         self.id_from, self.uncond_scale = id_from, float(uncond_scale)
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir else self.config.checkout.absolute() / "data"
         self.info.extra.update(id_from=id_from, uncond_scale=self.uncond_scale, data_dir=str(self.data_dir),

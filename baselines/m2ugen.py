@@ -34,6 +34,7 @@ from pathlib import Path
 
 from baselines.external.adapter import CheckpointSpec, ExternalSystem, NotConfigured, UpstreamSpec
 from baselines.external.process import UpstreamError
+from vm_eval.errors import BadArgument
 
 DEFAULT_PROMPT = "Generate a music for the video."
 LLAMA_TYPE = "7B"
@@ -128,7 +129,7 @@ class M2UGen(ExternalSystem):
     def __init__(self, prompt: str = DEFAULT_PROMPT, **kwargs) -> None:
         super().__init__(**kwargs)
         if not prompt or not prompt.strip():
-            raise ValueError("m2ugen: the prompt must not be empty")
+            raise BadArgument("m2ugen: the prompt must not be empty")
         if self.device == "cpu":
             raise NotConfigured("M2UGen runs on CUDA only (inference.py:94 moves the model to 'cuda'); set device to "
                                 "cuda:N ([baselines.m2ugen] device or $VM_EVAL_M2UGEN_DEVICE)")

@@ -35,6 +35,7 @@ or folder) for descriptors, default the registry's ``clip-vit-b-32`` (needed onl
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import string
@@ -49,6 +50,7 @@ from torch import nn
 from vm_eval import paths, weights
 from vm_eval.fsutil import file_sha256, json_sha256
 from vm_eval.models.api import ClipInput, ModelInfo, NotApplicable
+from vm_eval.models.identity import identified_by
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +210,76 @@ def _is_random(folder: Path) -> bool:
     return (folder / RANDOM_MARKER).is_file()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """Everything the constructor's arguments decide before any weight is loaded."""
+
+    prompt_mode: str
+    template: str | None
+    uses_descriptors: bool  # then CLIP is a part of the model
+    bb_dir: Path
+    bb_name: str
+    t5_dir: Path
+    t5_name: str
+    clip_path: Path | None
+    gen: tp.Any  # vidmusician.config.GenerationConfig
+    stride_s: float | None
+    identities: list[dict]  # checkpoints()
+
+    @classmethod
+    def of(cls, *, scale: str, backbone: str | Path | None, t5: str | Path, clip: str | Path | None, prompt: str,
+           template: str | None, cfg: float | None, top_k: int | None, top_p: float | None,
+           temperature: float | None, stride_s: float | None, window_s: float | None, descriptors: tp.Any) -> "_Setup":
+        """Check the options, find every file (errors name the missing one before anything heavy loads), hash
+        them."""
+        from vidmusician.backbone import COMPRESSION_FILE, LM_FILE
+        from vidmusician.config import GenerationConfig
+
+        if prompt not in PROMPT_MODES:
+            raise ValueError(f"prompt must be one of {', '.join(PROMPT_MODES)}, got {prompt!r}")
+        fields = _template_fields(template)
+        chosen_may_use = prompt != "caption" and (template is None or "prompt" in fields)
+        uses_descriptors = chosen_may_use or "descriptors" in fields
+        bb_dir, bb_name = backbone_folder(scale, backbone)
+        t5_dir, t5_name = t5_folder(t5)
+        clip_path = clip_name = None
+        if uses_descriptors and descriptors is None:
+            clip_path, clip_name = clip_file(clip)
+        gen = GenerationConfig()  # MusicGen's defaults
+        overrides = {"cfg_coef": cfg, "top_k": top_k, "top_p": top_p, "temperature": temperature,
+                     "max_duration_s": window_s}
+        gen = dataclasses.replace(gen, **{k: type(getattr(gen, k))(v) for k, v in overrides.items()
+                                          if v is not None})
+        random_bb, random_t5 = _is_random(bb_dir), _is_random(t5_dir)
+        parts = [("backbone", bb_name, bb_dir / LM_FILE, random_bb),
+                 ("encodec", bb_name, bb_dir / COMPRESSION_FILE, random_bb),
+                 ("t5", t5_name, t5_dir / "model.safetensors", random_t5),
+                 ("tokenizer", t5_name, t5_dir / "spiece.model", random_t5)]
+        if clip_path is not None:
+            parts.append(("clip", clip_name, clip_path, False))
+        identities = [{"name": f"{role}:{name}", "path": str(path), "sha256": file_sha256(path),
+                       **({"random": True} if random else {})} for role, name, path, random in parts]
+        if descriptors is not None and uses_descriptors:
+            identities.append({"name": "descriptors:" + descriptors.info.name, "path": "",
+                               "sha256": json_sha256(dataclasses.asdict(descriptors.info))})
+        return cls(prompt, template, uses_descriptors, bb_dir, bb_name, t5_dir, t5_name, clip_path, gen,
+                   None if stride_s is None else float(stride_s), identities)
+
+    def info(self, label: str, sample_rate: int, scale: str) -> ModelInfo:
+        """The model's info, given what its backbone files declare: EnCodec's rate (Hz) and the LM scale's name."""
+        return ModelInfo(
+            name=label, family="baseline", sample_rate=int(sample_rate), max_duration_s=None,
+            trained=not _is_random(self.bb_dir),
+            extra={"backbone": self.bb_name, "scale": scale, "t5": self.t5_name, "prompt": self.prompt_mode,
+                   "template": self.template,
+                   "descriptors": "clip-zero-shot (metrics.semantic)" if self.uses_descriptors else None,
+                   "generation": dataclasses.asdict(self.gen), "stride_s": self.stride_s,
+                   "conditioning": "T5 text -> MusicGen output_proj -> cross-attention (upstream MusicGen)"})
+
+
+_RUNTIME_ARGS = ("device", "label", "prompt_log")  # constructor arguments that _Setup does not take
+
+
 # ------------------------------------------------------------------------------------------------ the model
 class MusicGenText:
     """Model-contract adapter (see the module docstring for the options).
@@ -223,59 +295,42 @@ class MusicGenText:
                  temperature: float | None = None, stride_s: float | None = None, window_s: float | None = None,
                  device: str | None = None, label: str = "musicgen-text", prompt_log: str | Path | None = None,
                  descriptors: tp.Any = None):
-        import dataclasses
+        from vidmusician.backbone import LM_FILE, default_device, load_backbone
 
-        from vidmusician.backbone import COMPRESSION_FILE, LM_FILE, default_device, load_backbone
-        from vidmusician.config import GenerationConfig
-
-        if prompt not in PROMPT_MODES:
-            raise ValueError(f"prompt must be one of {', '.join(PROMPT_MODES)}, got {prompt!r}")
-        fields = _template_fields(template)
-        self.prompt_mode, self.template = prompt, template
-        chosen_may_use = prompt != "caption" and (template is None or "prompt" in fields)
-        self.uses_descriptors = chosen_may_use or "descriptors" in fields  # then CLIP is a part of the model
-        # -- where every part is (errors name the missing file before anything heavy loads)
-        bb_dir, bb_name = backbone_folder(scale, backbone)
-        t5_dir, t5_name = t5_folder(t5)
-        clip_path = clip_name = None
-        if self.uses_descriptors and descriptors is None:
-            clip_path, clip_name = clip_file(clip)
-        # -- load
+        setup = _Setup.of(scale=scale, backbone=backbone, t5=t5, clip=clip, prompt=prompt, template=template,
+                          cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature, stride_s=stride_s,
+                          window_s=window_s, descriptors=descriptors)
+        self.prompt_mode, self.template = setup.prompt_mode, setup.template
+        self.uses_descriptors = setup.uses_descriptors
         self.device = default_device(device)
-        bb = load_backbone(bb_dir)
-        text = load_text_conditioner(t5_dir, bb.conditioner_state, bb_dir / LM_FILE, self.device)
+        bb = load_backbone(setup.bb_dir)
+        text = load_text_conditioner(setup.t5_dir, bb.conditioner_state, setup.bb_dir / LM_FILE, self.device)
         self.model = TextMusicGen(bb.lm, text).to(self.device).eval()
         self.compression = bb.compression_model.to(self.device).eval()
         self.sample_rate = int(self.compression.sample_rate)
-        gen = GenerationConfig()  # MusicGen's defaults
-        overrides = {"cfg_coef": cfg, "top_k": top_k, "top_p": top_p, "temperature": temperature,
-                     "max_duration_s": window_s}
-        self.gen = dataclasses.replace(gen, **{k: type(getattr(gen, k))(v) for k, v in overrides.items()
-                                               if v is not None})
-        self.stride_s = None if stride_s is None else float(stride_s)
-        self._descriptors, self._clip_path = descriptors, clip_path
+        self.gen, self.stride_s = setup.gen, setup.stride_s
+        self._descriptors, self._clip_path = descriptors, setup.clip_path
         self.prompt_log = Path(prompt_log) if prompt_log else None
         self.prompts: dict[str, dict] = {}
-        # -- identities
-        random_bb = _is_random(bb_dir)
-        random_t5 = _is_random(t5_dir)
-        parts = [("backbone", bb_name, bb_dir / LM_FILE, random_bb),
-                 ("encodec", bb_name, bb_dir / COMPRESSION_FILE, random_bb),
-                 ("t5", t5_name, t5_dir / "model.safetensors", random_t5),
-                 ("tokenizer", t5_name, t5_dir / "spiece.model", random_t5)]
-        if clip_path is not None:
-            parts.append(("clip", clip_name, clip_path, False))
-        self._identities = [{"name": f"{role}:{name}", "path": str(path), "sha256": file_sha256(path),
-                             **({"random": True} if random else {})} for role, name, path, random in parts]
-        if descriptors is not None and self.uses_descriptors:
-            self._identities.append({"name": "descriptors:" + descriptors.info.name, "path": "",
-                                     "sha256": json_sha256(dataclasses.asdict(descriptors.info))})
-        self.info = ModelInfo(
-            name=label, family="baseline", sample_rate=self.sample_rate, max_duration_s=None, trained=not random_bb,
-            extra={"backbone": bb_name, "scale": bb.scale.name, "t5": t5_name, "prompt": prompt, "template": template,
-                   "descriptors": "clip-zero-shot (metrics.semantic)" if self.uses_descriptors else None,
-                   "generation": dataclasses.asdict(self.gen), "stride_s": self.stride_s,
-                   "conditioning": "T5 text -> MusicGen output_proj -> cross-attention (upstream MusicGen)"})
+        self._identities = setup.identities
+        self.info = setup.info(label, self.sample_rate, bb.scale.name)
+
+    @classmethod
+    def identify(cls, **kwargs) -> tuple[ModelInfo, list[dict]]:
+        """(info, checkpoints()) of the model the constructor's keyword arguments build, from the files alone:
+        hashed, their configs read memory-mapped, no weight loaded and no module built."""
+        import inspect
+
+        from vidmusician.backbone import COMPRESSION_FILE, LM_FILE
+        from vm_eval.models.identity import encodec_sample_rate, musicgen_scale
+
+        bound = inspect.signature(cls).bind(**kwargs)  # the constructor's defaults; refuses what it refuses
+        bound.apply_defaults()
+        args = bound.arguments
+        setup = _Setup.of(**{k: v for k, v in args.items() if k not in _RUNTIME_ARGS})
+        info = setup.info(args["label"], encodec_sample_rate(setup.bb_dir / COMPRESSION_FILE),
+                          musicgen_scale(setup.bb_dir / LM_FILE).name)
+        return info, [dict(i) for i in setup.identities]
 
     def checkpoints(self) -> list[dict]:
         return [dict(i) for i in self._identities]
@@ -457,11 +512,21 @@ def write_random_parts(root: str | Path, seed: int = 0, scale: str = "tiny", t5:
     return bb_dir, t5_dir
 
 
+def _tiny_random_args(results: str | Path | None, seed: int, kwargs: dict) -> dict:
+    """MusicGenText's arguments for musicgen-text-tiny-random, its random parts written first if absent."""
+    bb_dir, t5_dir = write_random_parts(paths.results_dir(results) / "random-weights" / TINY_DIR, int(seed))
+    return dict(backbone=bb_dir, t5=t5_dir, **{"prompt": "caption", "label": "musicgen-text-tiny-random", **kwargs})
+
+
+def _identify_tiny_random(results: str | Path | None = None, seed: int = 0,
+                          **kwargs) -> tuple[ModelInfo, list[dict]]:
+    """tiny_random's identity; writing its random parts the first time is the only work with modules."""
+    return MusicGenText.identify(**_tiny_random_args(results, seed, kwargs))
+
+
+@identified_by(_identify_tiny_random)
 def tiny_random(results: str | Path | None = None, seed: int = 0, **kwargs) -> MusicGenText:
     """The demo's musicgen-text: tiny RANDOM backbone, T5 and tokenizer written once under
     ``<results>/random-weights/musicgen-text-tiny`` (mechanics only; flagged untrained). Prompts default to the
     captions (clips without one are skipped): descriptors would need a real CLIP (``prompt=auto clip=PATH``)."""
-    bb_dir, t5_dir = write_random_parts(paths.results_dir(results) / "random-weights" / TINY_DIR, int(seed))
-    kwargs.setdefault("prompt", "caption")
-    kwargs.setdefault("label", "musicgen-text-tiny-random")
-    return MusicGenText(backbone=bb_dir, t5=t5_dir, **kwargs)
+    return MusicGenText(**_tiny_random_args(results, seed, kwargs))

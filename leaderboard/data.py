@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from vm_eval.store.run import RunStore
+from vm_eval.store.schema import RunMetaDamaged
+from vm_eval.store.status import Status
 
 RUN_COLUMNS = ["run_id", "label", "model", "family", "trained", "checkpoint", "dataset", "split", "status", "clips",
                "done", "failed", "skipped", "pending", "created", "path"]
@@ -91,23 +93,25 @@ def load_results(root: str | Path) -> Results:
     """Read the results folder (see the module docstring). Never raises for one bad run: it is listed in
     ``problems`` and left out."""
     from studies.results import list_studies
-    from vm_eval.ablate.run import list_groups
+    from vm_eval.ablate.groups import list_groups
 
     root = Path(root)
     problems: list[str] = []
     runs, aggs, score_frames, provenance, manifests = [], [], [], {}, set()
     for run in RunStore(root).runs():
-        meta = run.meta()
-        if not meta.get("run_id") and not meta.get("model"):
-            problems.append(f"{run.dir}: run.json unreadable; left out")
+        try:
+            meta = run.meta()
+            status = run.live_status(meta)
+        except RunMetaDamaged as e:
+            problems.append(e.report())
             continue
         rid = meta.get("run_id", run.dir.name)
         info = meta.get("model_info", {})
-        counts = meta.get("counts", {})
+        counts = run.counts(meta, status)
         runs.append({"run_id": rid, "label": info.get("name") or meta.get("model"), "model": meta.get("model"),
                      "family": info.get("family", "unknown"), "trained": bool(info.get("trained", True)),
                      "checkpoint": _checkpoint(meta), "dataset": meta.get("dataset"), "split": meta.get("split"),
-                     "status": run.status, "clips": counts.get("clips", meta.get("n_clips", 0)),
+                     "status": status.value, "clips": counts.get("clips", meta.get("n_clips", 0)),
                      "done": counts.get("done", 0), "failed": counts.get("failed", 0) + counts.get("score_failed", 0),
                      "skipped": counts.get("skipped", 0), "pending": counts.get("pending", 0),
                      "created": meta.get("created"), "path": str(run.dir)})
@@ -133,7 +137,7 @@ def load_results(root: str | Path) -> Results:
             except Exception as e:  # noqa: BLE001 - a half-written or foreign file must not take the app down
                 problems.append(f"{table}: unreadable ({type(e).__name__}); per-clip views leave this run out")
                 continue
-            s = s[s["status"] == "done"]
+            s = s[s["status"] == Status.DONE.value]
             col = [keys.get((m, k)) for m, k in zip(s["metric"], s["metric_key"])]
             s = pd.DataFrame({"run_id": rid, "clip_id": s["clip_id"].to_numpy(), "column": col,
                               "value": pd.to_numeric(s["value"], errors="coerce").to_numpy(np.float64)})

@@ -37,6 +37,11 @@ class MetricError(ValueError):
     """The metric cannot score this clip (the reason is stored with the clip's score record)."""
 
 
+class DoesNotApply(Exception):
+    """This metric does not apply to this clip, by design (no caption, no reference music, no donor for a null);
+    the clip's record is 'skipped' with the reason. Anything else a metric raises is a failure."""
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 

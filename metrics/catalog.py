@@ -53,34 +53,35 @@ def fad_clap_630k(checkpoint: Path):
     return _fad_clap(checkpoint, "fad-clap-630k-audioset")
 
 
-def _kl(classifier, direction: str):
+def _kl(classifier, label: str, direction: str):
+    """KL on 10 s windows, named kl-<label>-<direction>-w10s as registered (label: passt, pann)."""
     from metrics.kl import KLDivergence
 
-    return KLDivergence(classifier, direction=direction, window_s=10.0)
+    return KLDivergence(classifier, direction=direction, window_s=10.0, label=label)
 
 
 def kl_passt_ref_gen(checkpoint: Path):
     from metrics.backbones.passt import PasstClassifier
 
-    return _kl(PasstClassifier(checkpoint, window_s=10.0), "ref-gen")
+    return _kl(PasstClassifier(checkpoint, window_s=10.0), "passt", "ref-gen")
 
 
 def kl_passt_gen_ref(checkpoint: Path):
     from metrics.backbones.passt import PasstClassifier
 
-    return _kl(PasstClassifier(checkpoint, window_s=10.0), "gen-ref")
+    return _kl(PasstClassifier(checkpoint, window_s=10.0), "passt", "gen-ref")
 
 
 def kl_pann_ref_gen(checkpoint: Path):
     from metrics.backbones.pann import PannClassifier
 
-    return _kl(PannClassifier(checkpoint, window_s=10.0), "ref-gen")
+    return _kl(PannClassifier(checkpoint, window_s=10.0), "pann", "ref-gen")
 
 
 def kl_pann_gen_ref(checkpoint: Path):
     from metrics.backbones.pann import PannClassifier
 
-    return _kl(PannClassifier(checkpoint, window_s=10.0), "gen-ref")
+    return _kl(PannClassifier(checkpoint, window_s=10.0), "pann", "gen-ref")
 
 
 def _semantic(checkpoints: dict):

@@ -94,10 +94,13 @@ class KLDivergence:
     Per clip, windows weigh equally; audiocraft's dataset value weighs every window of every clip equally, so the
     two agree when all clips have the same number of windows. Units nats; lower is better. MetricError when the
     pair has no common window (audio of 0.15 s or less).
+
+    The name is ``kl-<label>-<direction>-w<window_s>s``; ``label`` names the classifier (default: its extractor
+    name), so the registered names (``kl-passt-ref-gen-w10s``) still state the direction and the windowing.
     """
 
     def __init__(self, classifier: Any, direction: str = "ref-gen", window_s: float = 10.0,
-                 eps: float = DEFAULT_EPS) -> None:
+                 eps: float = DEFAULT_EPS, label: str | None = None) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         stated = (getattr(classifier.info, "params", None) or {}).get("window_s")
@@ -110,7 +113,7 @@ class KLDivergence:
         self.inputs = {"audio": classifier, "reference": classifier}
         name = classifier.info.name
         self.info = MetricInfo(
-            name=f"kl-{name}-{direction}-w{self.window_s:g}s",
+            name=f"kl-{label or name}-{direction}-w{self.window_s:g}s",
             version=1,
             units="nats",
             higher_is_better=False,

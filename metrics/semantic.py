@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import ClipContext, ExtractorInfo, MetricInfo, SetScore
+from metrics.base import ClipContext, DoesNotApply, ExtractorInfo, MetricInfo, SetScore
 from metrics.stats import bootstrap_mean
 
 VOCABULARY: dict[str, tuple[str, ...]] = {
@@ -103,7 +103,7 @@ class ClapCaptionScore(_ClapTextScore):
 
     def score_features(self, feats: dict, ctx: ClipContext) -> float:
         if not ctx.caption:
-            raise LookupError("clip has no caption")
+            raise DoesNotApply("clip has no caption")
         return float(pooled(feats["audio"]) @ self.text_embedding(ctx.caption))
 
 

@@ -26,14 +26,15 @@ import pandas as pd
 
 from studies.analysis import AnalysisConfig, StudyReport, report, votes_frame
 from studies.config import load_config
-from studies.create import verify_study
+from studies.layout import verify_study
 from vm_eval.fsutil import atomic_write_json
+from vm_eval.errors import UserError
 
 ANALYSIS_DIR = "analysis"
 SUMMARY_FILE = "summary.json"
 
 
-class StudyAnalyzeError(ValueError):
+class StudyAnalyzeError(UserError, ValueError):
     """The study cannot be analysed (incomplete study, no votes for its current version, bad settings)."""
 
 

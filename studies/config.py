@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vm_eval.errors import UserError
 from vm_eval.fsutil import atomic_write_text
 
 STUDY_FILE = "study.yaml"
@@ -163,7 +164,7 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(UserError, ValueError):
     """A study configuration is invalid; `problems` lists every problem found, each naming its field."""
 
     def __init__(self, problems: list[str], source: str | Path | None = None):

@@ -7,15 +7,9 @@ and anchor runs that catch trials need (:data:`studies.config.CATCH_ANCHORS`) ->
 loudness-normalised (BS.1770-4, :mod:`studies.stimuli`) and muxed with the clip's silent video, named by its
 content key so that file names reveal no system.
 
-Layout of STUDY_DIR, written in this order so an interrupted create never looks complete:
-
-    stimuli/<key>.mp4        the stimuli (plus make_stimulus's ``<key>.mp4.json`` cache sidecars)
-    study.yaml               the validated config; ``systems`` are the compared systems' labels
-    design.json              :meth:`studies.design.Design.to_json`
-    stimuli.json             per (clip, system): key, file, sha256, run id, loudness record, duration
-    systems.json             label -> run id, run path, model, model_info, checkpoints, role (compared | catch)
-    manifest.json            written last: sha256 of the four files above and one hash over them; the study is
-                             complete only when it exists and matches (:func:`verify_study`)
+STUDY_DIR is written in the order :mod:`studies.layout` lists it (stimuli, study.yaml, design.json, stimuli.json,
+systems.json, and manifest.json last), so an interrupted create never looks complete; readers check completion
+with :func:`studies.layout.verify_study`, which lives there so that they need not import this module.
 """
 from __future__ import annotations
 
@@ -30,19 +24,18 @@ import yaml
 
 from studies.config import CATCH_ANCHORS, GROUND_TRUTH, STUDY_FILE, StudyConfig, StudyConfigError, parse_config
 from studies.design import Design, design_for_config, design_report
+from studies.layout import COMPLETE_FILE, FORMAT_VERSION, STIMULI_DIR, STUDY_FILES, files_hash
 from studies.stimuli import StimulusError, make_stimulus, stimulus_key
 from vm_eval import paths
 from vm_eval.fsutil import atomic_write_json, file_sha256, json_sha256
 from vm_eval.store.run import Run, RunStore
+from vm_eval.store.status import Status
+from vm_eval.errors import UserError
 
-COMPLETE_FILE = "manifest.json"
-STUDY_FILES = (STUDY_FILE, "design.json", "stimuli.json", "systems.json")
-STIMULI_DIR = "stimuli"
 ANCHOR_METRICS = ["duration-error"]  # the cheapest metric: auto-run anchor runs only need their audio
-FORMAT_VERSION = 1
 
 
-class StudyCreateError(ValueError):
+class StudyCreateError(UserError, ValueError):
     """The study cannot be created as asked (unknown or ambiguous run, mixed splits, no usable clips, ...)."""
 
 
@@ -163,7 +156,7 @@ def done_audio(run: Run) -> tuple[dict[str, Path], dict[str, str]]:
     ok, why = {}, {}
     for (clip_id,), rec in run.generation.latest("clip_id").items():
         path = run.dir / rec.get("audio", f"audio/{clip_id}.wav")
-        if rec.get("status") != "done":
+        if rec.get("status") != Status.DONE:
             why[clip_id] = f"{rec.get('status')}: {rec.get('reason', '')}".rstrip(": ")
         elif not path.is_file():
             why[clip_id] = "audio file missing"
@@ -216,9 +209,9 @@ def _covering(candidates: list[Run], clips: list[str]) -> Run | None:
     best, best_key = None, None
     for r in candidates:
         recs = {k[0]: v for k, v in r.generation.latest("clip_id").items()}
-        if not all(recs.get(c, {}).get("status") in ("done", "skipped") for c in clips):
+        if not all(recs.get(c, {}).get("status") in (Status.DONE, Status.SKIPPED) for c in clips):
             continue
-        key = (sum(recs[c]["status"] == "done" for c in clips), r.meta().get("updated", ""))
+        key = (sum(recs[c]["status"] == Status.DONE for c in clips), r.meta().get("updated", ""))
         if best_key is None or key > best_key:
             best, best_key = r, key
     return best
@@ -264,29 +257,6 @@ def catch_runs(names: list[str], compared: dict[str, Run], store: RunStore, refe
 
 
 # -- the study folder ---------------------------------------------------------------------------------------------
-def _files_hash(folder: Path) -> dict[str, str]:
-    return {name: file_sha256(folder / name) for name in STUDY_FILES}
-
-
-def verify_study(study_dir: str | Path) -> dict:
-    """The completion manifest of a study, after checking every file it hashes; raises
-    :class:`StudyCreateError` when the study is incomplete (interrupted create) or was changed since."""
-    d = Path(study_dir)
-    try:
-        man = json.loads((d / COMPLETE_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise StudyCreateError(f"{d} is not a complete study (no readable {COMPLETE_FILE}; was `vm-eval study "
-                               "create` interrupted?)") from None
-    missing = [n for n in STUDY_FILES if not (d / n).is_file()]
-    if missing:
-        raise StudyCreateError(f"{d}: study files missing: {', '.join(missing)}")
-    now = _files_hash(d)
-    changed = [n for n in STUDY_FILES if man.get("files", {}).get(n) != now[n]]
-    if changed or man.get("content_sha256") != json_sha256(now):
-        raise StudyCreateError(f"{d}: files changed after the study was created: {', '.join(changed) or COMPLETE_FILE}")
-    return man
-
-
 def _prepare_out(out: Path, force: bool) -> None:
     if (out / COMPLETE_FILE).exists():
         if not force:
@@ -393,8 +363,8 @@ def create_study(req: CreateRequest) -> CreateResult:
     same = [t for t in design.all_trials()
             if key_of[(t.clip_id, t.system_left)] == key_of[(t.clip_id, t.system_right)]]
     if same:  # e.g. two retrieval systems that drew the same donor: raters would hear one file twice
-        print(f"warning: {len(same)} trial(s) play the same music on both sides (identical stimuli), e.g. clip "
-              f"{same[0].clip_id}: {same[0].system_left} vs {same[0].system_right}", file=req.log)
+        req.log(f"warning: {len(same)} trial(s) play the same music on both sides (identical stimuli), e.g. clip "
+                f"{same[0].clip_id}: {same[0].system_left} vs {same[0].system_right}")
     keep = {s["key"] for s in stimuli}
     for f in stim_dir.glob("*.mp4*"):  # stimuli of an earlier version of this study
         if f.name.split(".")[0] not in keep:
@@ -415,7 +385,7 @@ def create_study(req: CreateRequest) -> CreateResult:
     atomic_write_json(out / "design.json", design.to_json())
     atomic_write_json(out / "stimuli.json", {"version": FORMAT_VERSION, "stimuli": stimuli})
     atomic_write_json(out / "systems.json", systems)
-    files = _files_hash(out)
+    files = files_hash(out)
     summary = {
         "systems": {lb: systems[lb]["run_id"] for lb in labels}, "catch_systems": sorted(set(system_runs) - set(labels)),
         "dataset": ref_meta.get("dataset"), "split": config.split, "clips": len(clips), "dropped_clips": len(dropped),

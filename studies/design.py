@@ -36,11 +36,12 @@ from typing import Literal
 import numpy as np
 
 from studies.config import CATCH_ANCHORS, DEFAULT_QUESTIONS, GROUND_TRUTH, Question, StudyConfig
+from vm_eval.errors import UserError
 
 Side = Literal["left", "right"]
 
 
-class DesignError(ValueError):
+class DesignError(UserError, ValueError):
     """The inputs cannot give a sensible design; the message lists every problem."""
 
 

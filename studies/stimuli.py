@@ -8,9 +8,10 @@ the upsampled signal is the true peak, in dBTP. When the loudness gain would put
 (default -1 dBTP) the gain is lowered until the true peak equals the ceiling, so peaky material ends up *quieter*
 than the target; :class:`LoudnessRecord` keeps both achieved values (output LUFS and dBTP) so this is visible.
 
-The soundtrack is fitted to the video's length (trimmed, or padded with silence) before it is measured, so the
-loudness is that of what raters hear. AAC encoding in the muxed file changes the waveform slightly; the ceiling
-leaves 1 dB of headroom for that (the reason EBU R 128 sets -1 dBTP).
+The soundtrack is fitted to the video's length (trimmed, or padded with silence) and surround music is folded
+to stereo (ITU-R BS.775; the muxed file has one stereo or mono track) before it is measured, so the loudness is
+that of what raters hear. AAC encoding in the muxed file changes the waveform slightly; the ceiling leaves 1 dB of
+headroom for that (the reason EBU R 128 sets -1 dBTP).
 """
 from __future__ import annotations
 
@@ -25,15 +26,16 @@ import numpy as np
 
 from vm_eval.fsutil import atomic_target, atomic_write_json, file_sha256
 from vm_eval.media import Audio, MediaError, mux_audio, probe_video
+from vm_eval.errors import UserError
 
 OVERSAMPLE = 4
 _FIR_TAPS = 193  # 48 taps per phase; BS.1770-4 Annex 2's example interpolator has 12 per phase
 _FIR_WINDOW = ("kaiser", 8.0)
 TRUE_PEAK_METHOD = f"BS.1770-4 Annex 2: resample_poly x{OVERSAMPLE}, firwin({_FIR_TAPS}, 1/{OVERSAMPLE}, {_FIR_WINDOW})"
-STIMULUS_VERSION = 1  # bump when the processing changes, so cached stimuli are rebuilt
+STIMULUS_VERSION = 2  # bump when the processing changes, so cached stimuli are rebuilt (2: surround downmix)
 
 
-class StimulusError(ValueError):
+class StimulusError(UserError, ValueError):
     """Audio cannot be made into a stimulus (silent, too short to measure)."""
 
 
@@ -74,15 +76,37 @@ def true_peak_dbtp(audio: Audio) -> float:
 
 
 def integrated_loudness(audio: Audio) -> float:
-    """Integrated loudness in LUFS (BS.1770-4 via pyloudnorm, native rate); -inf when every block is gated out."""
+    """Integrated loudness in LUFS (BS.1770-4 via pyloudnorm, native rate; channel layouts and weights as in
+    :mod:`metrics.loudness`, 5.1 without its LFE); -inf when every block is gated out."""
     from metrics.loudness import integrated_lufs
 
-    if audio.channels > 5:
-        raise StimulusError(f"BS.1770 loudness is defined for up to 5 channels, got {audio.channels}")
     try:
         return integrated_lufs(audio.samples, audio.sample_rate)
     except ValueError as e:
         raise StimulusError(f"loudness: {e}") from None
+
+
+def stereo_downmix(audio: Audio) -> Audio:
+    """Mono and stereo unchanged; 3.0, 5.0 and 5.1 (channel orders of :data:`metrics.loudness.LAYOUTS`) folded to
+    stereo by ITU-R BS.775's downward mixing (3/2 and 3/0 to 2/0): Lo = L + 0.7071 C + 0.7071 Ls,
+    Ro = R + 0.7071 C + 0.7071 Rs; the LFE is omitted.
+
+    Stimuli carry one stereo (or mono) track, so this is what raters hear, and it is what gets measured.
+    Raises :class:`StimulusError` for a channel count without a known layout."""
+    from metrics.loudness import LAYOUTS
+
+    if audio.channels <= 2:
+        return audio
+    names = LAYOUTS.get(audio.channels)
+    if names is None:
+        raise StimulusError(f"cannot fold {audio.channels}-channel audio to stereo: the channel count does not "
+                            "determine the layout (supported: 1, 2, 3, 5, 6 = 5.1)")
+    x = {n: audio.samples[i].astype(np.float64) for i, n in enumerate(names)}
+    k = math.sqrt(0.5)  # BS.775's -3 dB: the centre, fed to both sides, keeps its power
+    zero = np.zeros(audio.num_samples)
+    left = x["L"] + k * x["C"] + k * x.get("Ls", zero)
+    right = x["R"] + k * x["C"] + k * x.get("Rs", zero)
+    return Audio(np.stack([left, right]), audio.sample_rate)
 
 
 def normalize_loudness(
@@ -172,10 +196,10 @@ def make_stimulus(
 ) -> StimulusRecord:
     """Normalise `audio` and mux it as the only soundtrack of `video_path`'s picture (original audio dropped).
 
-    The music is fitted to the video's length first. Cached by :func:`stimulus_key`: if `out_path` already holds
-    the stimulus of this key (recorded in ``out_path + '.json'``), or `cache_dir` holds ``<key>.mp4``, nothing is
-    re-encoded. Raises :class:`~vm_eval.media.MediaError` for an unreadable video, :class:`StimulusError` for
-    silent audio.
+    The music is fitted to the video's length and folded to stereo (:func:`stereo_downmix`) first. Cached by
+    :func:`stimulus_key`: if `out_path` already holds the stimulus of this key (recorded in ``out_path + '.json'``),
+    or `cache_dir` holds ``<key>.mp4``, nothing is re-encoded. Raises :class:`~vm_eval.media.MediaError` for an
+    unreadable video, :class:`StimulusError` for silent audio or a channel count without a known layout.
     """
     video_path, out_path = Path(video_path), Path(out_path)
     key = stimulus_key(video_path, audio, target_lufs, ceiling_dbtp)
@@ -191,8 +215,8 @@ def make_stimulus(
         info = probe_video(video_path)
         if info.duration_s <= 0:
             raise MediaError(video_path, "video has zero duration")
-        fitted = audio.fit_length(info.duration_s)
         try:
+            fitted = stereo_downmix(audio.fit_length(info.duration_s))
             normalised, loudness = normalize_loudness(fitted, target_lufs, ceiling_dbtp)
         except StimulusError as e:
             raise StimulusError(f"music for {video_path.name}: {e}") from None

@@ -72,6 +72,7 @@ def write_synthetic(results: Path, runs: int, clips: int, seed: int = 0, metrics
     import pandas as pd
 
     from vm_eval.data.manifest import Clip, save_manifest
+    from vm_eval.store.schema import RunMeta, write_meta
 
     rng = np.random.default_rng(seed)
     cats = ["promo", "commercial", "compilation", "other"]
@@ -103,6 +104,7 @@ def write_synthetic(results: Path, runs: int, clips: int, seed: int = 0, metrics
                 "status": "complete", "seed": 0, "model_info": {"name": f"model-{r % 7}", "family": "baseline",
                                                                   "trained": True},
                 "counts": {"clips": clips, "done": clips, "failed": 0, "skipped": 0, "pending": 0},
-                "aggregates": aggregates, "last_command": {"manifest": str(manifest)}, "checkpoints": []}
-        (d / "run.json").write_text(json.dumps(meta))
+                "aggregates": aggregates, "last_command": {"manifest": str(manifest)}, "checkpoints": [],
+                "identity": {"dataset": "synthetic", "split": "test", "model": f"model-{r % 7}", "seed": 0}}
+        write_meta(d / "run.json", RunMeta.model_validate(meta))  # the run store's schema, as the runner writes it
         pd.concat(rows, ignore_index=True).to_parquet(d / "scores.parquet", index=False)

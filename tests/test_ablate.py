@@ -123,7 +123,8 @@ def test_bootstrap_p_value_separates_shift_from_noise():
 def test_two_variant_grid_end_to_end_in_two_processes_and_resume(data_dir, tmp_path, shared_cache, monkeypatch):
     """Two variants against the full model: the reference alone first, then both variants in two worker processes;
     a second identical call retrains and regenerates nothing and reproduces the report."""
-    from vm_eval.ablate.run import AblateRequest, list_groups, run_ablation
+    from vm_eval.ablate.groups import list_groups
+    from vm_eval.ablate.run import AblateRequest, run_ablation
 
     monkeypatch.setenv("VM_EVAL_CACHE", str(shared_cache))  # reaches the worker processes and Ray actors too
     req = AblateRequest(variants=["no-rhythm", "rhythm-cls"], data="demo", split="test", steps=4, limit=2, jobs=2,

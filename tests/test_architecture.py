@@ -149,3 +149,48 @@ def test_cli_help_imports_nothing_heavy():
     assert out["code"] == 0
     assert out["heavy"] == []
     assert "usage: vm-eval" in proc.stdout
+
+
+def within(mod: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether the dotted module name `mod` is one of `prefixes` or a name inside one of them."""
+    return any(mod == p or mod.startswith(p + ".") for p in prefixes)
+
+
+def test_study_server_does_not_import_the_create_pipeline(tmp_path):
+    """The server reads a study through studies.layout; studies.create is the write side (run store, runner,
+    stimulus encoding) and must not be imported by anything under studies/server, directly or at import time."""
+    forbidden = ("studies.create",)
+    probe = tmp_path / "probe.py"
+    probe.write_text("from .. import create\nfrom studies.create import verify_study\nimport studies.created_by\n")
+    found = {m for m in imported_modules(probe, package="studies.server") if within(m, forbidden)}
+    assert found == {"studies.create", "studies.create.verify_study"}  # a name that merely starts alike is not it
+    files = py_files(ROOT / "studies" / "server")
+    assert files, "studies/server/ should hold Python files"
+    bad = sorted({f"{p.relative_to(ROOT)} imports {m}" for p in files for m in imported_modules(p)
+                  if within(m, forbidden)})
+    assert bad == []
+    code = "import sys, studies.server\nprint(sorted(m for m in sys.modules if m == 'studies.create'))\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_leaderboard_reads_results_without_the_write_side():
+    """The leaderboard only reads stored results: no runner, ablation runner or training code."""
+    forbidden = ("vm_eval.runner", "vm_eval.ablate.run", "vm_eval.train", "vm_eval.scoring", "studies.create")
+    files = py_files(ROOT / "leaderboard")
+    assert files, "leaderboard/ should hold Python files"
+    bad = sorted({f"{p.relative_to(ROOT)} imports {m}" for p in files for m in imported_modules(p)
+                  if within(m, forbidden)})
+    assert bad == []
+
+
+def test_no_caller_branches_on_the_executor_name():
+    """What differs between executors is asked of the executor (Executor.in_process, WorkerSpec.single), so a
+    new executor needs no edits elsewhere."""
+    pattern = re.compile(r"executor\w*\.name\b")
+    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in py_files(ROOT) if "executors" not in p.parts
+                 and p.resolve() != Path(__file__).resolve()
+                 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

@@ -1,15 +1,20 @@
-"""The command line end to end, in subprocesses, as a user runs it (the demo path included, with --limit)."""
+"""The command line end to end, in subprocesses, as a user runs it (the demo path included, with --limit); how
+main() reports user errors and bugs, in this process."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vm_eval.cli import main
 from vm_eval.data.manifest import load_manifest
 from vm_eval.media import Audio, load_audio, write_video, write_wav
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def vm(env, *args, timeout=600):
@@ -86,6 +91,42 @@ def test_listing_commands(cli_env):
 def test_user_errors_are_one_clear_line(cli_env, args, words):
     r = vm(cli_env, *args, "--quiet")
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_internal_bug_prints_its_traceback_and_exits_1(monkeypatch, capsys):
+    """A KeyError is a bug, not a user error (it used to print as one `error:` line with exit code 2)."""
+    from vm_eval import commands
+
+    def broken(args):
+        return {}["oops"]
+
+    monkeypatch.setattr(commands, "cmd_models", broken)
+    assert main(["models"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "KeyError: 'oops'" in err and "in broken" in err
+    assert "bug in vm-eval" in err and '"Reporting problems"' in err
+    assert "\n## Reporting problems\n" in (REPO / "README.md").read_text()  # the section the message names
+
+
+def test_a_user_error_is_one_line_and_debug_adds_its_traceback(results, capsys):
+    args = ["compare", "nope-a", "nope-b", "--results", str(results)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: no run matches 'nope-a' under {results}"]
+    assert main(["--debug", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "RunNotFound" in err
+    assert err.splitlines()[-1] == f"error: no run matches 'nope-a' under {results}" and "bug" not in err
+
+
+def test_user_errors_of_modules_that_cannot_derive_from_user_error_are_recognised():
+    """Each named class exists (a rename would silently make its errors print as bugs) and counts once loaded."""
+    import importlib
+
+    from vm_eval.errors import FOREIGN_USER_ERRORS, user_errors
+
+    for module, name in FOREIGN_USER_ERRORS:
+        cls = getattr(importlib.import_module(module), name)
+        assert issubclass(cls, Exception) and cls in user_errors(), (module, name)
 
 
 def test_failed_clip_gives_nonzero_exit(cli_env, data_dir):

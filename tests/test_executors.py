@@ -110,10 +110,15 @@ def test_scoring_in_worker_processes_stores_the_same_results(inline_run, data_di
     assert pools[-1] == 8 and len(pools) == 2  # input files' features, then the 8 clips, in the worker processes
     assert scored(run) == scored(inline_run)
     assert run.meta()["last_command"]["workers"] == 2
+    assert run.meta()["timings"]["feature_cache"]["misses"] > 0  # the workers' extractions are counted
     n = len(list(run.scores))
     execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path, metrics=METRICS, limit=8,
                       workers=2, progress=False))
     assert len(list(run.scores)) == n  # a second run is fully cached
+    execute(RunConfig(model="random-retrieval", data=data_dir, results=tmp_path, metrics=METRICS, limit=8,
+                      workers=2, progress=False, rescore=True))
+    cache = run.meta()["timings"]["feature_cache"]
+    assert pools[-1] == 8 and cache["misses"] == 0 and cache["hits"] >= 8  # rescored in workers from the cache
 
 
 @pytest.fixture(scope="module")

@@ -165,3 +165,22 @@ def test_metric_class():
         m.score_features({"audio": np.zeros((0, CLASSES)), "reference": ref}, CTX)
     with pytest.raises(MetricError):
         m.score_features({"audio": ref[:, :5], "reference": ref}, CTX)
+
+
+def test_registered_kl_metrics_carry_their_registry_names(monkeypatch, tmp_path):
+    """Each registered KL metric built through the registry and the catalog, with the toy classifier standing in
+    for PaSST / PANN (whose weights are absent here): its own name is the registered one (the build refuses any
+    other) and states its direction and windowing."""
+    from vm_eval.registries import METRICS
+    from vm_eval.scoring.resolve import build
+
+    toy = lambda checkpoint, window_s: ToyClassifier(window_s)  # noqa: E731
+    monkeypatch.setattr("metrics.backbones.passt.PasstClassifier", toy)
+    monkeypatch.setattr("metrics.backbones.pann.PannClassifier", toy)
+    monkeypatch.setattr("vm_eval.weights.require", lambda name: tmp_path / name)
+    entries = [e for e in METRICS.entries() if e.family == "kl"]
+    assert len(entries) == 4
+    for entry in entries:
+        m = build(entry)
+        assert m.info.name == entry.name
+        assert entry.name.endswith(f"-{m.metric.direction}-w10s") and m.metric.window_s == 10.0

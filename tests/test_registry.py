@@ -150,3 +150,37 @@ def test_shipped_registries_resolve():
     from metrics.duration import DurationError
 
     assert METRICS.get("duration-error").load() is DurationError
+
+
+def test_every_metric_that_builds_here_carries_its_registry_name():
+    """Stored records carry the registry name and the metric key hashes MetricInfo's: the two must be one name
+    (the KL metrics called themselves kl-passt-logits-... and kl-pann-cnn14-...). Metrics whose weights are absent
+    are left out here; tests/test_kl.py builds the KL ones on a toy classifier."""
+    import testsystems  # noqa: F401  the test-only metrics follow the rule too
+    from vm_eval.registries import METRICS
+    from vm_eval.scoring.resolve import build
+
+    built = {e.name: build(e).info.name for e in METRICS.entries() if e.availability()[0]}
+    assert built == {name: name for name in built}
+    assert {"duration-error", "fad-logmel-nonstandard", "beat-visual-f1-cuts", "test-rms", "test-av",
+            "test-set-rms", "test-ref-corr"} <= set(built)
+
+
+def test_a_metric_named_otherwise_than_its_entry_is_refused(monkeypatch):
+    from metrics.base import MetricInfo
+    from vm_eval.registries import METRICS
+    from vm_eval.scoring.resolve import MetricNameMismatch, build, resolve_metrics
+
+    class Misnamed:
+        info = MetricInfo(name="x-logits-w10s", version=1, units="", higher_is_better=False, description="")
+
+        def score(self, audio, sr, ctx):
+            return 0.0
+
+    entry = Entry("x-w10s", Misnamed, "test")
+    with pytest.raises(MetricNameMismatch, match=r"registered as 'x-w10s' names itself 'x-logits-w10s'"):
+        build(entry)
+    monkeypatch.setattr(METRICS, "_entries", {})
+    METRICS.add(entry)
+    with pytest.raises(MetricNameMismatch):  # a bug in a definition is not skipped as "cannot run here"
+        resolve_metrics(None)

@@ -254,3 +254,17 @@ def test_corrupt_reference_fails_only_its_clip_with_the_file_named(data_dir, res
     rec = out.run.generation.latest("clip_id")[(victim.id,)]
     assert rec["status"] == "failed" and victim.reference.split("/")[-1] in rec["reason"]
     assert out.counts["failed"] == 1 and out.counts["done"] >= 5
+
+
+def test_a_worker_whose_model_loaded_other_checkpoints_is_refused(data_dir, tmp_path):
+    """The run is named after the checkpoints describe() saw; an implicit choice that changed before the model was
+    built (a newer training finished) must not generate under that name."""
+    from vm_eval.data import resolve_dataset
+    from vm_eval.errors import UserError
+    from vm_eval.runner import generation_worker
+
+    manifest = str(resolve_dataset("demo", data_dir).path)
+    args = ("test-noise", {}, {}, manifest, "test", 0, str(tmp_path / "media"))
+    assert callable(generation_worker(*args, [["test-noise", None]]))
+    with pytest.raises(UserError, match="loaded checkpoints"):
+        generation_worker(*args, [["test-noise", "/elsewhere/checkpoint.safetensors"]])

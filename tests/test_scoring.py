@@ -7,13 +7,16 @@ import pytest
 
 import testsystems
 from backbone_helpers import isolate_weights
-from metrics.base import MetricInfo
+from metrics.base import DoesNotApply, MetricInfo
+from vm_eval.cli import main
 from vm_eval.data.manifest import load_manifest
 from vm_eval.registries import METRICS
 from vm_eval.registry import Entry
 from vm_eval.runner import RunConfig, execute
+from vm_eval.scoring.clip_stage import TRACEBACK_LINES
 from vm_eval.scoring.inputs import donor_ids
 from vm_eval.scoring.resolve import resolve_metrics
+from vm_eval.store.run import RunStore
 
 
 def cfg(data_dir, results, **kw) -> RunConfig:
@@ -148,3 +151,59 @@ def test_clip_patch_alignment_metric_wires_through_the_harness(data_dir, results
     ident = out.run.meta()["metrics"]["beat-visual-f1-clip"]["inputs"]["video"]
     assert ident["backbone"]["name"] == "clip-vit-b-32" and ident["fps"] == 25.0
     assert "beat-visual-f1-clip" in format_table([run_summary(out.run)])
+
+
+def register_clip_metric(monkeypatch, name: str, score) -> None:
+    """A per-clip test metric `name` whose value is `score(ctx)`, registered for this test only."""
+    class ClipMetric:
+        info = MetricInfo(name=name, version=1, units="", higher_is_better=None, description="test metric")
+
+        def score(self, audio, sr, ctx):
+            return score(ctx)
+
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))
+    METRICS.add(Entry(name, ClipMetric, "test", family="test"))
+
+
+def records_by_clip(results, metric: str) -> dict[str, dict]:
+    (run,) = RunStore(results).runs()
+    return {cid: r for (cid, _), r in run.scores.latest("clip_id", "metric_key").items() if r["metric"] == metric}
+
+
+def test_a_bug_in_a_metric_fails_its_clip_with_the_traceback_and_the_run_exits_1(data_dir, results, monkeypatch,
+                                                                                capsys):
+    """A KeyError raised inside a metric is a bug, not "does not apply": the clip's record is failed with the
+    traceback's end, the other clips are scored, and `vm-eval run` exits 1 (it used to store 'skipped', exit 0)."""
+    bad = load_manifest(data_dir / "demo").split("test")[0].id
+
+    def score(ctx):
+        bands = {"low": 1.0}
+        return bands["low" if ctx.clip_id != bad else "lwo"]  # a typo on one clip's code path
+
+    register_clip_metric(monkeypatch, "x-typo", score)
+    code = main(["run", "--model", "test-noise", "--metrics", "x-typo", "--data", str(data_dir), "--results",
+                 str(results), "--workers", "1", "--quiet"])
+    assert code == 1 and f"FAILED {bad} [x-typo]: KeyError: 'lwo'" in capsys.readouterr().err
+    recs = records_by_clip(results, "x-typo")
+    rec = recs.pop(bad)
+    assert rec["status"] == "failed" and rec["reason"] == "KeyError: 'lwo'"
+    tb = rec["traceback"].splitlines()
+    assert 3 <= len(tb) <= TRACEBACK_LINES and tb[-1] == "KeyError: 'lwo'" and "test_scoring.py" in rec["traceback"]
+    assert recs and all(r["status"] == "done" and r["value"] == 1.0 for r in recs.values())
+
+
+def test_a_metric_that_does_not_apply_skips_the_clip_with_the_reason(data_dir, results, monkeypatch):
+    bad = load_manifest(data_dir / "demo").split("test")[0].id
+
+    def score(ctx):
+        if ctx.clip_id == bad:
+            raise DoesNotApply("clip has no lyrics")
+        return 1.0
+
+    register_clip_metric(monkeypatch, "x-lyrics", score)
+    out = execute(cfg(data_dir, results, metrics=["x-lyrics"]))
+    assert out.failed == 0 and out.status == "complete"
+    recs = records_by_clip(results, "x-lyrics")
+    rec = recs.pop(bad)
+    assert rec["status"] == "skipped" and rec["reason"] == "clip has no lyrics" and "traceback" not in rec
+    assert recs and all(r["status"] == "done" for r in recs.values())

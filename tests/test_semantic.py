@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from metrics.base import ClipContext, ExtractorInfo
+from metrics.base import ClipContext, DoesNotApply, ExtractorInfo
 from metrics.semantic import (
     CATEGORIES, PROMPT_TEMPLATE, VOCABULARY, ClapCaptionScore, ClapVideoRetrieval, VideoDescriptors,
     descriptor_prompt, retrieval_ranks,
@@ -54,7 +54,7 @@ def test_caption_score_and_skip():
     windows = np.stack([text([cap])[0], text([cap])[0]])
     ctx = ClipContext("c", 5.0, caption=cap)
     assert m.score_features({"audio": windows}, ctx) == pytest.approx(1.0)
-    with pytest.raises(LookupError, match="no caption"):
+    with pytest.raises(DoesNotApply, match="no caption"):
         m.score_features({"audio": windows}, ClipContext("c", 5.0))
 
 

@@ -14,7 +14,8 @@ import pyloudnorm
 import pytest
 
 import studies.create as create_mod
-from studies.create import COMPLETE_FILE, CreateRequest, StudyCreateError, create_study, system_labels, verify_study
+from studies.create import CreateRequest, StudyCreateError, create_study, system_labels
+from studies.layout import COMPLETE_FILE, StudyIncompleteError, verify_study
 from vm_eval.cli import main
 from vm_eval.media import load_audio
 from vm_eval.runner import RunConfig, execute
@@ -140,14 +141,14 @@ def test_interrupted_create_never_looks_complete(store, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         create_study(req)
     assert out.is_dir() and not (out / COMPLETE_FILE).exists()
-    with pytest.raises(StudyCreateError, match="not a complete study"):
+    with pytest.raises(StudyIncompleteError, match="not a complete study"):
         verify_study(out)
     monkeypatch.setattr(create_mod, "make_stimulus", real)
     result = create_study(req)  # an incomplete folder is simply finished, no --force needed
     assert result.summary["catch_trials"] == 0 and not result.anchors_run
     verify_study(out)
     (out / "design.json").write_text("{}")
-    with pytest.raises(StudyCreateError, match="changed"):
+    with pytest.raises(StudyIncompleteError, match="changed"):
         verify_study(out)
 
 
@@ -182,3 +183,22 @@ def test_help_explains_every_option(capsys):
     for opt in ("--runs", "--split", "--out", "--raters", "--trials-per-rater", "--catch-rate", "--allow-ties",
                 "--min-listen", "--seed", "--config", "--results", "--force"):
         assert opt in text
+
+
+def test_trials_with_the_same_music_on_both_sides_warn_and_complete(data_dir, tmp_path):
+    """Two ground-truth runs (seeds 0 and 1: two runs, one music) make every trial play the same file on both
+    sides; create must warn through its log and still finish the study (manifest written and verified)."""
+    results = tmp_path / "results"
+    runs = [execute(RunConfig(model="ground-truth", split="test", dataset="demo", data=data_dir, results=results,
+                              seed=seed, metrics=["duration-error"], limit=3, progress=False)).run for seed in (0, 1)]
+    assert runs[0].dir != runs[1].dir
+    logged: list[str] = []
+    req = CreateRequest(runs=[r.dir.name for r in runs], out=tmp_path / "same", results=results, raters=1,
+                        trials_per_rater=3, catch_rate=0.0, progress=False, log=logged.append)
+    result = create_study(req)
+    man = verify_study(req.out)
+    n = len(result.design.all_trials())
+    assert n == 3 and man["summary"]["identical_trials"] == n
+    assert len({s["key"] for s in result.stimuli}) == len({s["clip_id"] for s in result.stimuli})  # one per clip
+    warnings = [m for m in logged if "play the same music on both sides" in m]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {n} trial(s)")

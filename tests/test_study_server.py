@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-import studies.create as create_mod
+import studies.layout as layout
 from studies.analysis.votes import VOTE_COLUMNS, votes_frame
 from studies.config import DEFAULT_QUESTIONS, StudyConfig, save_config
 from studies.design import make_design
@@ -67,7 +67,7 @@ def build_study(d: Path, media: bytes, *, allow_ties: bool = False, raters: int 
     config = StudyConfig(systems=SYSTEMS, allow_ties=allow_ties, min_listen_s=min_listen, catch_rate=0.25,
                          raters=raters, trials_per_rater=trials, seed=3)
     design = make_design(CLIPS, SYSTEMS, raters, trials, catch_rate=0.25, questions=config.questions, seed=3)
-    stim_dir = d / create_mod.STIMULI_DIR
+    stim_dir = d / layout.STIMULI_DIR
     stim_dir.mkdir()
     stimuli = []
     for i, (clip, system) in enumerate(sorted({(t.clip_id, s) for t in design.all_trials()
@@ -82,10 +82,10 @@ def build_study(d: Path, media: bytes, *, allow_ties: bool = False, raters: int 
     atomic_write_json(d / "systems.json", {s: {"run_id": run_id(s), "run_path": f"/results/{s}/{run_id(s)}",
                                                "model": s, "role": "catch" if s in CATCH else "compared"}
                                            for s in SYSTEMS + CATCH})
-    files = create_mod._files_hash(d)
-    atomic_write_json(d / create_mod.COMPLETE_FILE, {"version": 1, "files": files,
+    files = layout.files_hash(d)
+    atomic_write_json(d / layout.COMPLETE_FILE, {"version": 1, "files": files,
                                                      "content_sha256": json_sha256(files), "summary": {}})
-    create_mod.verify_study(d)
+    layout.verify_study(d)
     return d
 
 
@@ -337,7 +337,7 @@ def test_unknown_and_foreign_trials(server):
             path, json={"answers": {"overall": "A"}, "submission_id": "s"} if path.endswith("votes")
             else {"events": [{"side": "A", "event": "play", "media_time": 0}]})
         assert r.status_code == 403 and r.json()["detail"]["error"] == "foreign_trial", path
-    design_id = create_mod.json.loads((server[0].app.state.ctx.study.dir / "design.json").read_text())["trials"][0][
+    design_id = json.loads((server[0].app.state.ctx.study.dir / "design.json").read_text())["trials"][0][
         "trial_id"]
     for tok in ("x" + "0" * 24, design_id, "..", "%2e%2e"):
         r = vote(client, "own", tok)

@@ -12,7 +12,8 @@ import pytest
 
 import studies.stimuli as stimuli
 from studies.stimuli import (
-    StimulusError, integrated_loudness, make_stimulus, normalize_loudness, stimulus_key, true_peak_dbtp,
+    StimulusError, integrated_loudness, make_stimulus, normalize_loudness, stereo_downmix, stimulus_key,
+    true_peak_dbtp,
 )
 from vm_eval.media import Audio, MediaError, load_audio, probe_video, write_video
 
@@ -168,3 +169,44 @@ def test_make_stimulus_errors_name_the_problem(clip_video, tmp_path):
     with pytest.raises(StimulusError, match="clip.mp4: audio is silent"):
         make_stimulus(clip_video, Audio(np.zeros((1, 32000 * 3)), 32000), tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
+
+
+# ---------------------------------------------------------------------------------------------- 5.1 music
+def five_one(seconds: float, sr: int = FS, **channels: float) -> Audio:
+    """5.1 in WAV order (L, R, C, LFE, Ls, Rs): a 997 Hz tone of the given amplitude in each named channel."""
+    order = ("L", "R", "C", "LFE", "Ls", "Rs")
+    n = round(seconds * sr)
+    s = np.sin(2 * np.pi * 997 * np.arange(n) / sr) * fade(n)
+    return Audio(np.stack([channels.get(name, 0.0) * s for name in order]), sr)
+
+
+def test_5_1_loudness_and_stereo_downmix():
+    """BS.1770-4 reads 5.1 without its LFE (surrounds +1.5 dB); the stimulus downmix (BS.775: C and Ls/Rs at -3 dB,
+    no LFE) keeps a centre tone's loudness, puts a surround tone 1.5 + 3.0 dB lower, and drops the LFE."""
+    front = integrated_loudness(five_one(3.0, L=0.1))
+    assert front == pytest.approx(-23.01, abs=0.1)
+    assert integrated_loudness(five_one(3.0, Ls=0.1)) - front == pytest.approx(10 * math.log10(1.41), abs=1e-6)
+    centre = stereo_downmix(five_one(3.0, C=0.1, LFE=0.5))
+    assert centre.channels == 2
+    np.testing.assert_allclose(centre.samples[0], centre.samples[1])
+    np.testing.assert_allclose(centre.samples[0], math.sqrt(0.5) * five_one(3.0, C=0.1).samples[2], atol=1e-7)
+    assert integrated_loudness(centre) == pytest.approx(front, abs=1e-3)
+    left_surround = stereo_downmix(five_one(3.0, Ls=0.1))
+    assert not np.any(left_surround.samples[1])
+    assert integrated_loudness(left_surround) == pytest.approx(front - 10 * math.log10(2), abs=1e-3)
+    assert stereo_downmix(music(1.0, FS, 2)).samples.shape == (2, FS)  # stereo and mono pass through
+    with pytest.raises(StimulusError, match="8-channel"):
+        stereo_downmix(Audio(np.zeros((8, FS)), FS))
+
+
+def test_make_stimulus_from_5_1_music(clip_video, tmp_path):
+    """5.1 music becomes a stereo stimulus at -23 LUFS, measured as muxed: the centre's content is in it."""
+    song = music(3.0, 32000, 6, level=0.05, seed=6)
+    rec = make_stimulus(clip_video, song, tmp_path / "s51.mp4")
+    back = load_audio(tmp_path / "s51.mp4")
+    assert back.channels == 2 and abs(rec.loudness.output_lufs + 23.0) < 0.1
+    assert abs(meter(back) + 23.0) < 0.3  # what raters hear is what was normalised
+    want = stereo_downmix(song.fit_length(2.5)).samples  # L alone would correlate about 0.6 with it
+    assert all(np.corrcoef(want[i], back.samples[i])[0, 1] > 0.99 for i in (0, 1))
+    with pytest.raises(StimulusError, match="4-channel"):
+        make_stimulus(clip_video, music(3.0, 32000, 4), tmp_path / "quad.mp4")

@@ -72,7 +72,7 @@ def test_run_generates_video_length_audio_and_flags_untrained(trained, data_dir)
     assert meta["model_info"]["trained"] is False
     names = {c["name"] for c in meta["checkpoints"]}
     assert "vidmusician" in names and any(n.startswith("backbone:") for n in names)
-    assert "[untrained]" in format_table(list_runs(results))
+    assert "[untrained]" in format_table(list_runs(results)[0])
 
 
 def test_generation_depends_only_on_the_clip_seed(trained, data_dir, tmp_path):

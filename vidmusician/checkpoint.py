@@ -30,7 +30,8 @@ from torch import nn
 from .config import VidMusicianConfig
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointError", "CheckpointMismatch", "save_checkpoint", "read_checkpoint",
-           "load_into", "state_sha256", "trainable_state", "atomic_write_bytes", "check_identities"]
+           "read_checkpoint_metadata", "load_into", "state_sha256", "trainable_state", "atomic_write_bytes",
+           "check_identities"]
 
 FORMAT = "vidmusician-trainable/1"
 
@@ -139,9 +140,18 @@ def read_checkpoint(path: tp.Union[str, os.PathLike]) -> Checkpoint:
 
     Raises FileNotFoundError (missing file), :class:`CheckpointError` (not a safetensors file, truncated or
     corrupt, wrong/missing format tag, unreadable metadata)."""
+    return _read(Path(path), tensors=True)
+
+
+def read_checkpoint_metadata(path: tp.Union[str, os.PathLike]) -> Checkpoint:
+    """:func:`read_checkpoint` without the weights: config, identities and extra from the safetensors header
+    (``tensors`` is empty; no tensor byte is read). Same errors."""
+    return _read(Path(path), tensors=False)
+
+
+def _read(path: Path, tensors: bool) -> Checkpoint:
     from safetensors import safe_open
 
-    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"VidMusician checkpoint not found: {path}")
     if not path.is_file():
@@ -149,7 +159,7 @@ def read_checkpoint(path: tp.Union[str, os.PathLike]) -> Checkpoint:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            weights = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError on bad headers
         raise CheckpointError(f"{path} is not a readable safetensors file (corrupt, truncated or another format): "
                               f"{type(e).__name__}: {e}") from e
@@ -163,7 +173,7 @@ def read_checkpoint(path: tp.Union[str, os.PathLike]) -> Checkpoint:
         extra = json.loads(metadata.get("extra", "{}"))
     except Exception as e:
         raise CheckpointError(f"{path}: unreadable checkpoint metadata: {type(e).__name__}: {e}") from e
-    return Checkpoint(config=config, tensors=tensors, identities=identities, extra=extra, path=path)
+    return Checkpoint(config=config, tensors=weights, identities=identities, extra=extra, path=path)
 
 
 # --------------------------------------------------------------------------------------------- load

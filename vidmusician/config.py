@@ -33,6 +33,14 @@ from dataclasses import dataclass, field
 PAPER_TRAINABLE = 24_790_000  # "24.79M trainable parameters" (paper)
 
 
+class ConfigError(KeyError, ValueError):
+    """An unknown config key or preset, or a value out of range (from --override or a grid file). A KeyError and a
+    ValueError at once, for callers that catch either; printed as its message alone."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 # --------------------------------------------------------------------------------------------- backbone
 @dataclass(frozen=True)
 class BackboneScale:
@@ -132,9 +140,9 @@ class RhythmConfig:
         _check_choice("rhythm.init", self.init, ("zero-identity", "default"))
         _check_choice("rhythm.style", self.style, ("vidmusician", "musiconGen"))
         if not 0.0 < self.inject_fraction <= 1.0:
-            raise ValueError(f"rhythm.inject_fraction must be in (0, 1], got {self.inject_fraction}")
+            raise ConfigError(f"rhythm.inject_fraction must be in (0, 1], got {self.inject_fraction}")
         if self.block_size < 1:
-            raise ValueError(f"rhythm.block_size must be >= 1, got {self.block_size}")
+            raise ConfigError(f"rhythm.block_size must be >= 1, got {self.block_size}")
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -211,11 +219,11 @@ class VidMusicianConfig:
                 if not isinstance(node, dict) or part not in node:
                     where = ".".join(parts[:i]) or "<top>"
                     options = sorted(node) if isinstance(node, dict) else []
-                    raise KeyError(f"unknown config key {key!r}: {part!r} is not a field of {where} "
+                    raise ConfigError(f"unknown config key {key!r}: {part!r} is not a field of {where} "
                                    f"(fields: {', '.join(options)})")
                 if i == len(parts) - 1:
                     if isinstance(node[part], dict):
-                        raise KeyError(f"config key {key!r} names a section; override its fields instead")
+                        raise ConfigError(f"config key {key!r} names a section; override its fields instead")
                     if isinstance(node[part], str) and isinstance(value, (int, float)) and not isinstance(value, bool):
                         value = str(value)  # "stage=1" from a command line is the choice "1", not the number
                     node[part] = list(value) if isinstance(value, tuple) else value
@@ -234,7 +242,7 @@ def _from_dict(cls, data: tp.Mapping[str, tp.Any], prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise KeyError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)} "
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)} "
                        f"(fields of {prefix.rstrip('.') or '<top>'}: {', '.join(sorted(fields))})")
     hints = tp.get_type_hints(cls)
     kwargs = {}
@@ -251,7 +259,7 @@ def _from_dict(cls, data: tp.Mapping[str, tp.Any], prefix: str):
 
 def _check_choice(key: str, value: str, options: tp.Sequence[str]) -> None:
     if value not in options:
-        raise ValueError(f"{key} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, options))}, got {value!r}")
 
 
 def injection_layers(num_layers: int, block_size: int = 4, fraction: float = 0.75) -> tp.List[int]:
@@ -282,7 +290,7 @@ def preset(name: str) -> VidMusicianConfig:
             train=TrainConfig(batch_size=2, steps=10, warmup_steps=2, segment_s=2.0),
             generation=GenerationConfig(top_k=50, max_duration_s=2.0),
         )
-    raise KeyError(f"unknown preset {name!r} (presets: paper, tiny)")
+    raise ConfigError(f"unknown preset {name!r} (presets: paper, tiny)")
 
 
 PRESETS = ("paper", "tiny")

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--version", action="store_true", help="print the version and exit")
+    ap.add_argument("--debug", action="store_true", help="print the full traceback of user errors too (a bug's "
+                    "traceback is always printed)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="generate music for a split, score it, store the run",
@@ -239,7 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+BUG_NOTE = ("vm-eval: internal error. This is a bug in vm-eval, not in your input or set-up; please report it as "
+            "README.md's \"Reporting problems\" section says (the command, `vm-eval --version`, the traceback above, "
+            "and for a run the run.json in its folder).")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit code: the command's own (0 ok, 1 e.g. failed clips), 2 for a user error (one line),
+    1 for a bug (its traceback and where to report it), 130 for Ctrl-C."""
     args = build_parser().parse_args(argv)
     if args.version:
         from vm_eval import __version__
@@ -249,16 +258,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         build_parser().print_help()
         return 0
+    import traceback
+
     from vm_eval import commands
+    from vm_eval.errors import user_errors
 
     try:
         return getattr(commands, "cmd_" + args.command.replace("-", "_"))(args)
     except KeyboardInterrupt:
         print("\ninterrupted: finished clips are stored; run the same command again to resume", file=sys.stderr)
         return 130
-    except commands.USER_ERRORS as e:
+    except user_errors() as e:  # evaluated only when something was raised
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception:  # anything else is a bug: its traceback is what a report needs
+        traceback.print_exc()
+        print(BUG_NOTE, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,14 +5,8 @@ import sys
 from pathlib import Path
 
 from vm_eval import paths
-from vm_eval.data.manifest import ManifestError
-from vm_eval.media import MediaError
-from vm_eval.registry import RegistryError, parse_kv
-from vm_eval.store.run import RunLocked, RunMismatch
-from vm_eval.weights import WeightsMissing
-
-USER_ERRORS = (ManifestError, MediaError, RegistryError, WeightsMissing, RunLocked, RunMismatch, FileNotFoundError,
-               LookupError, RuntimeError, ValueError)
+from vm_eval.errors import MissingPackage, UserFileNotFound
+from vm_eval.registry import parse_kv
 
 
 def _print_outcome(outcome) -> None:
@@ -105,12 +99,14 @@ def _demo_vidmusician(args, data: Path):
 def cmd_results(args) -> int:
     from vm_eval.results import format_csv, format_json, format_table, list_runs
 
-    rows = list_runs(paths.results_dir(args.results))
+    rows, damaged = list_runs(paths.results_dir(args.results))
     print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows).rstrip("\n"))
+    for e in damaged:
+        print(e.report(), file=sys.stderr)
     if args.format == "table":
         from studies.results import format_studies, list_studies
         from vm_eval.ablate.report import format_report
-        from vm_eval.ablate.run import list_groups
+        from vm_eval.ablate.groups import list_groups
 
         for group in list_groups(paths.results_dir(args.results)):
             if group.get("report"):
@@ -120,7 +116,7 @@ def cmd_results(args) -> int:
         studies = format_studies(list_studies(paths.results_dir(args.results)), {r["run_id"]: r for r in rows})
         if studies:
             print(studies)
-    return 0
+    return 1 if damaged else 0
 
 
 def leaderboard_command(host: str, port: int) -> list[str]:
@@ -134,16 +130,18 @@ def leaderboard_command(host: str, port: int) -> list[str]:
 def cmd_leaderboard(args) -> int:
     import importlib.util
     import os
-    import subprocess
+
+    from vm_eval.procs import run_child
 
     if importlib.util.find_spec("streamlit") is None:
-        raise RuntimeError("the leaderboard needs Streamlit: pip install streamlit (scripts/install.sh installs it)")
+        raise MissingPackage("the leaderboard needs Streamlit: pip install streamlit (scripts/install.sh installs it)")
     results = paths.results_dir(args.results)
     if not results.is_dir():
-        raise FileNotFoundError(f"no results folder at {results}: run `make demo` or pass --results DIR")
+        raise UserFileNotFound(f"no results folder at {results}: run `make demo` or pass --results DIR")
     print(f"leaderboard of {results}: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
     env = {**os.environ, "VM_EVAL_RESULTS": str(results.resolve())}
-    return subprocess.call(leaderboard_command(args.host, args.port), env=env)
+    # Streamlit is a child process: stopping or killing this one must stop it too.
+    return run_child(leaderboard_command(args.host, args.port), env=env)
 
 
 def cmd_compare(args) -> int:
@@ -390,5 +388,7 @@ def _study_serve(args) -> int:
           + ("" if token else "  (fresh for this start; set VM_EVAL_STUDY_ADMIN_TOKEN or --admin-token to keep one)"))
     print(f"admin: {base}/admin/progress, {base}/admin/export?format=csv  (header 'Authorization: Bearer TOKEN')",
           flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # In this process, one worker: no child to leave behind. On SIGTERM uvicorn waits for open requests, by default
+    # forever (a rater's stalled upload held it); after 3 s they are cancelled and the server stops.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
     return 0

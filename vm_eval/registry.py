@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vm_eval.errors import UserError
 
-class RegistryError(LookupError):
-    pass
+
+class RegistryError(UserError, LookupError):
+    """An unknown or ambiguous name, or arguments an entry does not take."""
 
 
 @dataclass(frozen=True)

@@ -9,25 +9,40 @@ import math
 import numpy as np
 
 from vm_eval.store.run import Run, RunStore
+from vm_eval.store.schema import RunMetaDamaged
+from vm_eval.store.status import Status
 
 
 def run_summary(run: Run) -> dict:
-    """What `vm-eval results` shows for a run: identity, status (live), counts, aggregates and provenance."""
+    """What `vm-eval results` shows for a run: identity, status (live), counts, aggregates and provenance.
+
+    An unfinished run (running or interrupted) shows the generation counts its journal holds so far. Raises
+    RunMetaDamaged for a damaged run.json."""
     meta = run.meta()
+    status = run.live_status(meta)
+    counts = run.counts(meta, status)
     return {
-        "run_id": meta.get("run_id", run.dir.name), "path": str(run.dir), "status": run.status,
+        "run_id": meta.get("run_id", run.dir.name), "path": str(run.dir), "status": status.value,
         "dataset": meta.get("dataset"), "split": meta.get("split"), "model": meta.get("model"),
         "model_args": meta.get("identity", {}).get("model_args", {}), "seed": meta.get("seed"),
         "label": meta.get("model_info", {}).get("name") or meta.get("model"),
-        "trained": meta.get("model_info", {}).get("trained", True), "counts": meta.get("counts", {}),
+        "trained": meta.get("model_info", {}).get("trained", True), "counts": counts,
         "aggregates": meta.get("aggregates", {}), "skipped_metrics": meta.get("skipped_metrics", {}),
         "provenance": {k: meta.get(k) for k in ("code", "packages", "environment", "checkpoints", "metrics",
-                                                "resampler", "identity", "timings", "created", "updated")},
+                                                "resampler", "identity", "timings", "created", "updated",
+                                                "recovered")},
     }
 
 
-def list_runs(results_dir) -> list[dict]:
-    return [run_summary(r) for r in RunStore(results_dir).runs()]
+def list_runs(results_dir) -> tuple[list[dict], list[RunMetaDamaged]]:
+    """Summaries of every stored run, and the runs left out because their run.json is damaged."""
+    rows, damaged = [], []
+    for r in RunStore(results_dir).runs():
+        try:
+            rows.append(run_summary(r))
+        except RunMetaDamaged as e:
+            damaged.append(e)
+    return rows, damaged
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -105,7 +120,7 @@ def clip_scores(run: Run) -> dict[tuple[str, str], tuple[float, str]]:
     keys = {m: a["key"] for m, a in meta.get("aggregates", {}).items()}
     out = {}
     for rec in run.scores.latest("clip_id", "metric_key").values():
-        if rec.get("status") == "done" and keys.get(rec["metric"]) == rec["metric_key"]:
+        if rec.get("status") == Status.DONE and keys.get(rec["metric"]) == rec["metric_key"]:
             out[(rec["metric"], rec["clip_id"])] = (rec["value"], rec["metric_key"])
     return out
 

@@ -7,7 +7,6 @@ killed at any moment resumes on the next identical command without redoing finis
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,20 +15,20 @@ import numpy as np
 
 from vm_eval import paths
 from vm_eval.data import resolve_dataset
+from vm_eval.errors import UserError
 from vm_eval.fsutil import file_sha256
 from vm_eval.media import audio_stats, write_wav
 from vm_eval.models.api import ClipInput, NotApplicable, as_audio
 from vm_eval.registries import MODELS
 from vm_eval.store import provenance
-from vm_eval.executors import Resources, Unit, WorkerSpec, get_executor
-from vm_eval.executors.local import LocalExecutor
-from vm_eval.scoring.clip_stage import scoring_worker
+from vm_eval.executors import Executor, Resources, Unit, WorkerSpec, get_executor
+from vm_eval.scoring.clip_stage import MIN_UNITS_PER_WORKER, scoring_worker
 from vm_eval.scoring.inputs import FeatureProvider, donor_ids
-from vm_eval.scoring.set_stage import ReferenceSet, sets_journal
+from vm_eval.scoring.set_stage import ReferenceSet
 from vm_eval.store.feature_cache import FeatureCache
-from vm_eval.store.run import STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_PARTIAL, STATUS_RUNNING, Run, RunSpec, RunStore
-
-DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+from vm_eval.store.run import Run, RunSpec, RunStore
+from vm_eval.store.schema import Timings
+from vm_eval.store.status import RunStatus, Status
 
 
 @dataclass
@@ -63,7 +62,7 @@ class RunOutcome:
 
     @property
     def failed(self) -> int:
-        return self.counts.get(FAILED, 0) + self.counts.get("score_failed", 0)
+        return self.counts.get(Status.FAILED, 0) + self.counts.get("score_failed", 0)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -76,9 +75,9 @@ def _finished(rec: dict | None, run: Run) -> bool:
     """A clip needs no more generation if done (with its audio intact) or skipped by design."""
     if rec is None:
         return False
-    if rec["status"] == SKIPPED:
+    if rec["status"] == Status.SKIPPED:
         return True
-    if rec["status"] != DONE:
+    if rec["status"] != Status.DONE:
         return False  # failed clips are retried by the next identical command
     p = run.audio_path(rec["clip_id"])
     return p.is_file() and p.stat().st_size == rec.get("bytes")
@@ -87,9 +86,9 @@ def _finished(rec: dict | None, run: Run) -> bool:
 def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
     rec = {"clip_id": clip.id, "seed": clip.seed, "seconds": round(seconds, 4)}
     if isinstance(out, NotApplicable):
-        return {**rec, "status": SKIPPED, "reason": str(out)}
+        return {**rec, "status": Status.SKIPPED, "reason": str(out)}
     if isinstance(out, RemoteFailure):
-        return {**rec, "status": FAILED, "reason": str(out)}
+        return {**rec, "status": Status.FAILED, "reason": str(out)}
     try:
         audio = as_audio(out)
         if audio.num_samples == 0:
@@ -97,11 +96,11 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
         if not np.all(np.isfinite(audio.samples)):
             raise ValueError("model returned NaN or infinite samples")
     except (TypeError, ValueError) as e:
-        return {**rec, "status": FAILED, "reason": str(e)}
+        return {**rec, "status": Status.FAILED, "reason": str(e)}
     path = write_wav(run.audio_path(clip.id), audio)
     st = audio_stats(audio)
     return {
-        **rec, "status": DONE, "audio": str(path.relative_to(run.dir)), "audio_sha256": file_sha256(path),
+        **rec, "status": Status.DONE, "audio": str(path.relative_to(run.dir)), "audio_sha256": file_sha256(path),
         "bytes": path.stat().st_size, "sample_rate": audio.sample_rate, "channels": audio.channels,
         "duration_s": round(audio.duration_s, 6), "peak_dbfs": round(st.peak_dbfs, 3) if math.isfinite(st.peak_dbfs) else None,
         "rms_dbfs": round(st.rms_dbfs, 3) if math.isfinite(st.rms_dbfs) else None, "silent": st.silent,
@@ -109,26 +108,22 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
     }
 
 
-def generate_stage(run: Run, model, label: str, pool: list[ClipInput], selected: list[ClipInput], batch_size: int,
-                   progress: bool, executor=None, worker: WorkerSpec | None = None) -> dict[str, dict]:
+def generate_stage(run: Run, label: str, selected: list[ClipInput], batch_size: int, progress: bool,
+                   executor: Executor, worker: WorkerSpec) -> dict[str, dict]:
     """Generate every selected clip not yet finished; returns the latest generation record per clip id.
 
-    One unit of work per batch of clips: here with `model` (no executor, or the local one: one model in memory),
-    or on a Ray cluster's actors built from `worker` (:func:`generation_worker`), each loading the model once
-    (`model` may then be None). Outputs come back to this process, which alone writes the audio files and the
-    journal."""
+    One unit of work per batch of clips, run by `executor` on workers built from `worker`
+    (:func:`generation_worker`, which loads the model once): on this machine one model in this process (the spec is
+    `single`), on a Ray cluster one per actor. Outputs come back to this process, which alone writes the audio
+    files and the journal. Nothing is loaded when every clip is already finished."""
     records = {k[0]: v for k, v in run.generation.latest("clip_id").items()}
     todo = [c for c in selected if not _finished(records.get(c.id), run)]
     batches = [todo[i : i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
     units = [Unit(b[0].id, [c.id for c in b]) for b in batches]
     by_id = {c.id: c for c in todo}
     bar = _progress(len(todo), f"generate {label}", progress)
-    if executor is None or executor.name == "local":
-        outcomes = LocalExecutor(1).map(WorkerSpec(lambda: _batch_runner(model, pool)), units)
-    else:
-        outcomes = executor.map(worker, units)
     payloads = {u.key: u.payload for u in units}
-    for o in outcomes:
+    for o in executor.map(worker, units):
         ids = payloads[o.key]
         results = o.value if o.ok else [(RemoteFailure(o.error), 0.0)] * len(ids)
         for cid, (out, seconds) in zip(ids, results):
@@ -166,14 +161,25 @@ def _generate_batch(model, batch: list[ClipInput]) -> list[tuple[object, float]]
 
 
 def generation_worker(model: str, model_args: dict, context: dict, manifest_path: str, split: str, seed: int,
-                      media_cache: str):
+                      media_cache: str, checkpoint_paths: list | None = None):
     """Build, on a worker, the model (loaded once) and the split's clip inputs; returns the per-unit callable of
-    generate_stage (a unit = a batch of clip ids)."""
+    generate_stage (a unit = a batch of clip ids). `checkpoint_paths`: the (name, path) of each checkpoint the run
+    is named after; a model that loaded others (an implicit "newest checkpoint" that changed since) is refused."""
     from vm_eval.data.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
     pool = [ClipInput(c, manifest, seed, Path(media_cache)) for c in manifest.split(split)]
-    return _batch_runner(MODELS.create(model, **model_args, **context), pool)
+    built = MODELS.create(model, **model_args, **context)
+    if checkpoint_paths is not None:
+        loaded = _checkpoint_paths(built.checkpoints())
+        if loaded != checkpoint_paths:
+            raise UserError(f"{model} loaded checkpoints {loaded}, not {checkpoint_paths} that this run was "
+                               "opened with (did a newer checkpoint appear meanwhile?); run the command again")
+    return _batch_runner(built, pool)
+
+
+def _checkpoint_paths(checkpoints) -> list:
+    return [[c.get("name"), c.get("path")] for c in checkpoints]
 
 
 def _batch_runner(model, pool: list[ClipInput]):
@@ -190,18 +196,30 @@ def _batch_runner(model, pool: list[ClipInput]):
     return run
 
 
-def _collect_memory() -> None:
-    """Return freed objects' memory, a GPU's included (after the driver drops a model the actors load)."""
-    import gc
+class _StageClock:
+    """Wall time per stage, added to the run's stored timings as each stage ends (also when a command is
+    interrupted), so timings sum over every command that worked on the run."""
 
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def __init__(self, run: Run, stored: dict | None):
+        self.run, self.timings = run, Timings.model_validate(stored or {})
+        self.stage: str | None = None
+        self.t0 = 0.0
+        self.last: dict[str, float] = {}
+
+    def start(self, stage: str | None) -> None:
+        now = time.perf_counter()
+        if self.stage is not None:
+            elapsed = now - self.t0
+            self.last[self.stage] = elapsed
+            setattr(self.timings, self.stage, round(getattr(self.timings, self.stage) + elapsed, 3))
+            self.run.update(timings=self.timings.as_dict())
+        self.stage, self.t0 = stage, now
 
 
-def execute(cfg: RunConfig) -> RunOutcome:
+def execute(cfg: RunConfig, log=None) -> RunOutcome:
+    """Generate and score a split (see the module docstring); `log` takes one-line notices (default stderr)."""
     from vm_eval import scoring
+    from vm_eval.models.identity import describe
 
     results = paths.results_dir(cfg.results)
     manifest = resolve_dataset(cfg.dataset, paths.data_dir(cfg.data))
@@ -209,52 +227,49 @@ def execute(cfg: RunConfig) -> RunOutcome:
     # models trained by this suite look for their checkpoints under the run's results folder (not part of identity)
     extra = MODELS.get(cfg.model).extra
     context = {"results": results} if extra.get("needs_training") or extra.get("uses_results") else {}
-    model = MODELS.create(cfg.model, **cfg.model_args, **context)
-    checkpoints = tuple(model.checkpoints())
+    ident = describe(cfg.model, cfg.model_args, context)  # loads no weights: the model is built where it runs
+    checkpoints = tuple(ident.checkpoints)
     spec = RunSpec(
         dataset=manifest.name, split=cfg.split, model=cfg.model, model_args=cfg.model_args, seed=cfg.seed,
         manifest_sha256=manifest.content_hash(clips), checkpoints=checkpoints,
     )
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     config["manifest"] = str(manifest.path)
-    run = RunStore(results).open(spec, config)
+    run = RunStore(results).open(spec, config, log)
     cache = paths.cache_dir(results, cfg.cache)
     with run.lock():
+        run.repair_journals(log)
         meta = run.meta()
         run.update(
-            status=STATUS_RUNNING, dataset=manifest.name, split=cfg.split, model=cfg.model,
-            model_info=asdict(model.info), seed=cfg.seed, checkpoints=list(checkpoints),
+            status=RunStatus.RUNNING, dataset=manifest.name, split=cfg.split, model=cfg.model,
+            model_info=asdict(ident.info), seed=cfg.seed, checkpoints=list(checkpoints),
             n_clips=len(clips), code=provenance.code_version(), packages=provenance.package_versions(),
             environment=provenance.environment(), last_command=config, updated=provenance.now(),
-            created=meta.get("created", provenance.now()),
+            created=meta.get("created") or provenance.now(),
         )
         pool = [ClipInput(c, manifest, cfg.seed, cache / "media") for c in clips]
         selected = pool[: cfg.limit] if cfg.limit else pool
-        timings = dict(meta.get("timings", {}))
+        clock = _StageClock(run, meta.get("timings"))
         try:
             metrics, skipped_metrics = scoring.resolve_metrics(cfg.metrics)  # before generating: fail early
             executor = get_executor(cfg.executor, cfg.workers, cfg.ray_address)
             gen_worker = WorkerSpec(generation_worker, (cfg.model, cfg.model_args, context, str(manifest.path),
-                                                        cfg.split, cfg.seed, str(cache / "media")),
+                                                        cfg.split, cfg.seed, str(cache / "media"),
+                                                        _checkpoint_paths(checkpoints)),
                                     Resources(cpus=1, gpus=1 if extra.get("gpu") and executor.gpus() else 0),
-                                    name="generate")
-            label = model.info.name
-            if executor.name != "local":  # the actors load their own copies: free this one (its GPU memory above all)
-                model = None  # built only for the run's identity above
-                _collect_memory()
-            t0 = time.perf_counter()
-            gen = generate_stage(run, model, label, pool, selected, cfg.batch_size, cfg.progress, executor,
-                                 gen_worker)
-            t1 = time.perf_counter()
+                                    name="generate", single=True)
+            clock.start("generation_s")
+            gen = generate_stage(run, ident.info.name, selected, cfg.batch_size, cfg.progress, executor, gen_worker)
+            clock.start("scoring_s")
             if cfg.rescore:
                 run.scores.reset()
-                sets_journal(run).reset()
+                run.sets.reset()
             provider = FeatureProvider(run, manifest, gen, FeatureCache(cache / "features"),
                                        donor_ids(clips, gen, cfg.seed))
             chosen = [c.clip for c in selected]
             worker = WorkerSpec(scoring_worker, (str(run.dir), str(manifest.path), gen, str(cache / "features"),
                                                  provider.donors, [m.name for m in metrics], cfg.seed),
-                                Resources(cpus=1), name="score")
+                                Resources(cpus=1), name="score", min_units=MIN_UNITS_PER_WORKER)
             try:
                 scores = scoring.score_clips(run, chosen, gen, metrics, provider, cfg.seed, cfg.progress,
                                              executor, worker)
@@ -263,17 +278,16 @@ def execute(cfg: RunConfig) -> RunOutcome:
             reference = (ReferenceSet.parse(cfg.reference_set) if cfg.reference_set
                          else ReferenceSet.default(manifest, cfg.split))
             sets = scoring.score_sets(run, gen, chosen, metrics, provider, reference, cfg.seed, cfg.progress)
-            t2 = time.perf_counter()
+            clock.start(None)
         except KeyboardInterrupt:
-            run.update(status=STATUS_INTERRUPTED, updated=provenance.now())
+            clock.start(None)
+            run.update(status=RunStatus.INTERRUPTED, updated=provenance.now())
             raise
-        timings = {"generation_s": round(timings.get("generation_s", 0) + t1 - t0, 3),
-                   "scoring_s": round(timings.get("scoring_s", 0) + t2 - t1, 3),
-                   "last_scoring_s": round(t2 - t1, 3),
+        timings = {**clock.timings.as_dict(), "last_scoring_s": round(clock.last.get("scoring_s", 0.0), 3),
                    "feature_cache": {"hits": provider.cache.hits, "misses": provider.cache.misses}}
         summary = scoring.summarise(run, clips, gen, scores, sets, metrics, provider)
         complete = summary["counts"]["pending"] == 0 and summary["counts"]["unscored"] == 0
-        status = STATUS_COMPLETE if complete else STATUS_PARTIAL
+        status = RunStatus.COMPLETE if complete else RunStatus.PARTIAL
         run.update(
             status=status, counts=summary["counts"], aggregates=summary["aggregates"], metrics=summary["metrics"],
             skipped_metrics=skipped_metrics, timings=timings, resampler=scoring.RESAMPLER, updated=provenance.now(),

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vm_eval.errors import UserError
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -58,7 +60,7 @@ KNOWN: dict[str, Checkpoint] = {c.name: c for c in [
 ]}
 
 
-class WeightsMissing(FileNotFoundError):
+class WeightsMissing(UserError, FileNotFoundError):
     pass
 
 

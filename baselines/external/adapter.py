@@ -20,6 +20,7 @@ from typing import ClassVar
 from baselines.external.config import SystemConfig, load_system_config
 from baselines.external.midi import RENDER_RATE, midi_duration_s, render_midi, soundfont_identity
 from baselines.external.process import Finished, UpstreamError, run_upstream, seeded_argv
+from vm_eval.errors import UserError
 
 DEFAULT_TIMEOUT_S = 1800.0  # per clip; a 7B model on a cold GPU needs minutes to load
 
@@ -59,7 +60,7 @@ class UpstreamSpec:
         return f"git clone https://github.com/{self.repo} && git -C {self.repo.split('/')[1]} checkout {self.commit}"
 
 
-class NotConfigured(RuntimeError):
+class NotConfigured(UserError, RuntimeError):
     """The system cannot run on this machine as configured; the message lists every missing piece and its fix."""
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from baselines.external.adapter import Status, UpstreamSpec, inspect
 from baselines.external.config import load_system_config
+from vm_eval.registry import RegistryError
 
 # registry name -> module holding SPEC (importing one loads no upstream code)
 SYSTEMS = {
@@ -20,7 +21,7 @@ SYSTEMS = {
 
 def spec_of(name: str) -> UpstreamSpec:
     if name not in SYSTEMS:
-        raise KeyError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+        raise RegistryError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
     return importlib.import_module(SYSTEMS[name]).SPEC
 
 

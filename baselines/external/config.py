@@ -29,10 +29,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vm_eval.errors import UserError
+
 DEFAULT_SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The configuration file exists but cannot be used (bad TOML, wrong types, unknown keys)."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
-from studies.create import verify_study
+from studies.layout import verify_study
 from studies.server import admin, rater
 from studies.server.context import ServerContext
 from studies.server.storage import Repository
@@ -39,7 +39,7 @@ def create_app(study_dir: str | Path, db_url: str | None = None, admin_token: st
                clock: Callable[[], float] = time.time) -> FastAPI:
     """The server of the study in `study_dir`.
 
-    Refuses (:class:`StudyServerError`) a study that :func:`studies.create.verify_study` rejects, and a database
+    Refuses (:class:`StudyServerError`) a study that :func:`studies.layout.verify_study` rejects, and a database
     holding votes of another version of the study (votes are tied to one manifest hash). `db_url` defaults to
     SQLite at ``STUDY_DIR/votes.sqlite``; `admin_token` to a fresh ``secrets.token_urlsafe(32)`` (read it back
     from ``app.state.admin_token``); `clock` gives seconds since the epoch (tests pass a fake one).

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studies.config import StudyConfig, load_config
-from studies.create import STIMULI_DIR, verify_study
 from studies.design import Design, Trial
+from studies.layout import STIMULI_DIR, verify_study
+from vm_eval.errors import UserError
 
 KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
 
 
-class StudyServerError(ValueError):
+class StudyServerError(UserError, ValueError):
     """The study cannot be served (incomplete, changed, or a database of another version of it)."""
 
 

@@ -11,12 +11,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from vm_eval.errors import UserError, UserFileNotFound
 
 DEFAULT_GRID = Path(__file__).with_name("paper_table3.yaml")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-class GridError(ValueError):
+class GridError(UserError, ValueError):
     pass
 
 
@@ -71,7 +72,7 @@ def load_grid(path: str | Path | None = None) -> Grid:
 
     p = Path(path) if path else DEFAULT_GRID
     if not p.is_file():
-        raise FileNotFoundError(f"grid file {p} not found")
+        raise UserFileNotFound(f"grid file {p} not found")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vm_eval import paths
+from vm_eval.ablate.groups import ABLATIONS_DIR
 from vm_eval.fsutil import atomic_write_json, json_sha256
-
-ABLATIONS_DIR = "ablations"
+from vm_eval.store.status import RunStatus
 
 
 @dataclass
@@ -75,8 +75,8 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
     state_path = folder / "ablation.json"
     state = {"grid": full.to_dict(), "grid_file": str(grid.path), "preset": req.preset, "data": str(manifest.path),
              "split": req.split, "train_split": req.train_split, "seed": req.seed, "steps": req.steps,
-             "metrics": req.metrics, "limit": req.limit, "signatures": signatures, "status": "running",
-             "variants": {}}
+             "metrics": req.metrics, "limit": req.limit, "signatures": signatures,
+             "status": RunStatus.RUNNING.value, "variants": {}}
     if state_path.is_file():
         import json
 
@@ -120,8 +120,8 @@ def run_ablation(req: AblateRequest) -> AblationOutcome:
     report = build_report(runs, grid.reference, {v.name: v.label for v in grid.variants}, seed=req.seed)
     atomic_write_json(folder / "report.json", report)
     _write_csv(folder / "report.csv", report)
-    state["status"] = "complete" if all(v.get("run_status") == "complete" for v in state["variants"].values()) \
-        else "partial"
+    done = all(v.get("run_status") == RunStatus.COMPLETE for v in state["variants"].values())
+    state["status"] = (RunStatus.COMPLETE if done else RunStatus.PARTIAL).value
     atomic_write_json(state_path, state)
     return AblationOutcome(folder, report, format_report(report, order), order, timings, failed)
 
@@ -198,7 +198,7 @@ def run_variant(req: AblateRequest, name: str, folder: Path) -> dict:
         metrics=req.metrics, seed=req.seed, limit=req.limit, progress=req.progress))
     t2 = time.perf_counter()
     entry = {"label": variant.label, "overrides": variant.overrides, "checkpoint": str(result.checkpoint),
-             "run_id": outcome.run.dir.name, "run": str(outcome.run.dir), "run_status": outcome.status,
+             "run_id": outcome.run.dir.name, "run": str(outcome.run.dir), "run_status": outcome.status.value,
              "losses": {s: [v[0], v[-1]] for s, v in result.losses.items() if v},
              "timings": {"train_s": round(t1 - t0, 2), "run_s": round(t2 - t1, 2)}}
     return {"entry": entry, "failed": outcome.failed}
@@ -218,21 +218,3 @@ def _write_csv(path: Path, report: dict) -> None:
     from vm_eval.fsutil import atomic_write_text
 
     atomic_write_text(path, buf.getvalue())
-
-
-def list_groups(results: Path | None = None) -> list[dict]:
-    """Every stored ablation group: its ablation.json plus the report when present."""
-    import json
-
-    root = paths.results_dir(results) / ABLATIONS_DIR
-    out = []
-    for state in sorted(root.glob("*/ablation.json")) if root.is_dir() else []:
-        try:
-            data = json.loads(state.read_text())
-        except (OSError, ValueError):
-            continue
-        rep = state.with_name("report.json")
-        data["folder"] = str(state.parent)
-        data["report"] = json.loads(rep.read_text()) if rep.is_file() else None
-        out.append(data)
-    return out

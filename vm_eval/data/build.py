@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vm_eval.data.manifest import CATEGORIES, MAX_CLIP_SECONDS, SOURCES, Clip, save_manifest
 from vm_eval.media import MediaError, audio_stats, decode_frames, load_audio, probe_video, write_wav
+from vm_eval.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ MUSIC_DIR = "music"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-]+")
 
 
-class BuildError(ValueError):
+class BuildError(UserError, ValueError):
     """The dataset cannot be built (bad arguments, bad categories CSV, id collision, nothing usable)."""
 
 

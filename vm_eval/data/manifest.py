@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vm_eval.errors import UserError
+
 CATEGORIES = ("promo", "commercial", "compilation", "other")
 SOURCES = ("real", "ai-generated")
 MAX_CLIP_SECONDS = 30.0  # MusicGen's window; longer sources are cut into clips by `vm-eval data build`
@@ -22,7 +24,7 @@ Category = Literal["promo", "commercial", "compilation", "other"]
 Source = Literal["real", "ai-generated"]
 
 
-class ManifestError(Exception):
+class ManifestError(UserError):
     """A manifest cannot be read or its rows are invalid; `problems` lists every one found."""
 
     def __init__(self, path: str | Path, problems: Sequence[str]):

@@ -4,6 +4,7 @@ command stores the same results whichever executor ran it. See executors.base fo
 from __future__ import annotations
 
 from vm_eval.executors.base import Executor, Outcome, Resources, Unit, WorkerSpec
+from vm_eval.errors import BadArgument
 
 EXECUTORS = ("local", "ray")
 
@@ -17,10 +18,10 @@ def get_executor(name: str = "local", workers: int | None = None, address: str |
         from vm_eval.executors.local import LocalExecutor
 
         if address:
-            raise ValueError("--ray-address is for --executor ray")
+            raise BadArgument("--ray-address is for --executor ray")
         return LocalExecutor(workers, max_attempts)
     if name == "ray":
         from vm_eval.executors.ray_executor import RayExecutor
 
         return RayExecutor(address, workers, max_attempts)
-    raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
+    raise BadArgument(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")

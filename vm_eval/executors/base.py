@@ -38,6 +38,8 @@ class WorkerSpec:
     args: tuple = ()
     resources: Resources = field(default_factory=Resources)
     name: str = "work"
+    single: bool = False  # heavy state (a model): an executor on this machine builds one worker, in this process
+    min_units: int = 1  # a worker process is worth starting only for at least this many units (start-up costs)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,11 @@ class Executor(ABC):
     def describe(self) -> dict:
         """What ran the work, for the run's provenance (never part of its identity)."""
         return {"executor": self.name}
+
+    def in_process(self, spec: WorkerSpec, n_units: int) -> bool:
+        """Whether this executor would run these units in the calling process; a caller that already holds the
+        worker's state (metrics with their backbones) may then use it instead of having a worker built."""
+        return False
 
     def gpus(self) -> float:
         """GPUs this executor can hand to units (0 for the local executor: local work shares this process's)."""

@@ -1,10 +1,17 @@
-"""The local executor: units in this process (``workers=1``) or in a pool of worker processes on this machine.
+"""The local executor: units in this process (``workers=1``, or a ``single`` spec: one model in memory) or in a pool
+of worker processes on this machine.
 
 Worker processes are started with the ``spawn`` method (no inherited locks, threads or CUDA state) and build
 their worker once, in the pool's initializer. At most ``workers`` units are in flight, so when a worker process
 dies the units it may have been running are known; a dead pool cannot say which of them killed it, so they are
 re-run one at a time on a fresh pool, and only a unit that kills its worker while running alone is charged an
 attempt: it is retried until ``max_attempts`` deaths, then reported failed. Innocent units are never failed.
+
+Workers end with the process that started them, even on ``kill -9`` of it: left alone they would keep their memory
+and finish their units for nobody (a pool's workers hold both ends of its call queue, so they never see it close).
+Each worker asks the kernel for SIGKILL when its parent dies (Linux, `procs.die_with_parent`) and watches its
+parent from a thread (`procs.watch_parent`: every platform, and a parent that died before the worker started).
+multiprocessing's resource tracker then exits on its own: it ends when the last holder of its pipe has gone.
 """
 from __future__ import annotations
 
@@ -16,12 +23,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from vm_eval.executors.base import Executor, Outcome, Unit, WorkerSpec, error_text
+from vm_eval.procs import die_with_parent, watch_parent
+from vm_eval.errors import BadArgument
 
 _WORKER = None  # the worker callable of this worker process (built by _init)
 
 
-def _init(factory, args) -> None:
+def _init(parent_pid: int, factory, args) -> None:
     global _WORKER
+    die_with_parent(parent_pid)  # before anything slow: the parent may be killed while the factory loads
+    watch_parent(parent_pid)
     # One core per worker: N workers must not each start N threads. torch and BLAS read these when first imported
     # (by the factory, after this), so a worker that never needs torch does not pay for importing it here.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -46,7 +57,7 @@ class LocalExecutor(Executor):
         super().__init__(max_attempts)
         self.workers = workers or 1
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise BadArgument(f"workers must be at least 1, got {self.workers}")
         self._pool: ProcessPoolExecutor | None = None
 
     def describe(self) -> dict:
@@ -56,7 +67,7 @@ class LocalExecutor(Executor):
         """A fresh pool of this spec's workers for one `map` call (closed when it ends or a worker dies)."""
         self.close()
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init,
-                                         initargs=(spec.factory, spec.args))
+                                         initargs=(os.getpid(), spec.factory, spec.args))
         return self._pool
 
     def close(self, wait: bool = True) -> None:
@@ -67,10 +78,14 @@ class LocalExecutor(Executor):
             self._pool.shutdown(wait=wait, cancel_futures=True)
         self._pool = None
 
+    def in_process(self, spec: WorkerSpec, n_units: int) -> bool:
+        """In process for one worker, a `single` spec, or too few units to give two workers `min_units` each."""
+        return self.workers == 1 or spec.single or n_units // max(1, spec.min_units) <= 1
+
     def map(self, spec: WorkerSpec, units: Sequence[Unit]) -> Iterator[Outcome]:
         if not units:
             return
-        if self.workers == 1:
+        if self.workers == 1 or spec.single:
             yield from self._inline(spec, units)
         else:
             yield from self._pooled(spec, units)

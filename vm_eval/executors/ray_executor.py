@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 from vm_eval.executors.base import Executor, Outcome, Unit, WorkerSpec, error_text
+from vm_eval.errors import MissingPackage
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'vm-eval[ray]' (or: pip install ray)"
 
@@ -20,7 +21,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise RuntimeError(INSTALL_HINT) from None
+        raise MissingPackage(INSTALL_HINT) from None
     return ray
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vm_eval.errors import UserError
 
-class MediaError(Exception):
+
+class MediaError(UserError):
     """A media file is missing, cannot be decoded, or holds nothing usable (no stream, zero length, silence)."""
 
     def __init__(self, path: str | Path, problem: str):

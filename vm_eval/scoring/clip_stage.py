@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 
 from tqdm import tqdm
 
-from metrics.base import ClipContext, MetricError
+from metrics.base import ClipContext, DoesNotApply, MetricError
 from vm_eval.data.manifest import Clip
 from vm_eval.executors.base import Unit, WorkerSpec
 from vm_eval.executors.local import LocalExecutor
@@ -19,9 +20,10 @@ from vm_eval.media import Audio, resample
 from vm_eval.models.api import clip_seed
 from vm_eval.scoring.inputs import FeatureProvider, extractor_id
 from vm_eval.scoring.resolve import BoundMetric
+from vm_eval.store.feature_cache import FeatureCache
 from vm_eval.store.run import Run
+from vm_eval.store.status import Status
 
-DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 MIN_UNITS_PER_WORKER = 4
 FEATURES = "__features__"  # marks a feature-extraction payload (never a clip id: ids start with a letter or digit)
 
@@ -61,6 +63,14 @@ def _compute(m: BoundMetric, clip: Clip, provider: FeatureProvider, ctx: ClipCon
     return m.metric.score(audio.samples, audio.sample_rate, ctx)
 
 
+TRACEBACK_LINES = 20  # a failed record keeps the end of its traceback: where it was raised, at a bounded size
+
+
+def traceback_tail(lines: int = TRACEBACK_LINES) -> str:
+    """The last `lines` lines of the traceback of the exception being handled."""
+    return "\n".join(traceback.format_exc().rstrip("\n").splitlines()[-lines:])
+
+
 def score_clip(clip: Clip, metrics: list[BoundMetric], provider: FeatureProvider, seed: int,
                fingerprints: dict[str, str | None], reasons: dict[str, str]) -> list[dict]:
     """Score records of one clip for `metrics` (their inputs' fingerprints and not-applicable reasons given)."""
@@ -71,15 +81,15 @@ def score_clip(clip: Clip, metrics: list[BoundMetric], provider: FeatureProvider
                "audio_sha256": provider.gen[clip.id]["audio_sha256"]}
         t0 = time.perf_counter()
         if m.key in reasons:  # e.g. no reference music: not applicable to this clip
-            rec.update(status=SKIPPED, reason=reasons[m.key])
+            rec.update(status=Status.SKIPPED, reason=reasons[m.key])
         else:
             try:
                 value, subs = _values(_compute(m, clip, provider, ctx))
-                rec.update(status=DONE, value=value, **({"values": subs} if subs else {}))
-            except LookupError as e:
-                rec.update(status=SKIPPED, reason=str(e))
-            except Exception as e:  # one clip's failure is recorded; the run goes on
-                rec.update(status=FAILED, reason=f"{type(e).__name__}: {e}")
+                rec.update(status=Status.DONE, value=value, **({"values": subs} if subs else {}))
+            except DoesNotApply as e:
+                rec.update(status=Status.SKIPPED, reason=str(e))
+            except Exception as e:  # one clip's failure is recorded with where it came from; the run goes on
+                rec.update(status=Status.FAILED, reason=f"{type(e).__name__}: {e}", traceback=traceback_tail())
         rec["seconds"] = round(time.perf_counter() - t0, 4)
         out.append(rec)
     return out
@@ -97,7 +107,7 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
     clip_metrics = [m for m in metrics if not m.is_set]
     by_id = {c.id: c for c in selected}
     units = []
-    for clip in (c for c in selected if gen.get(c.id, {}).get("status") == DONE):
+    for clip in (c for c in selected if gen.get(c.id, {}).get("status") == Status.DONE):
         fps, reasons, todo = {}, {}, []
         for m in clip_metrics:
             fp, why = fingerprint(provider, clip, m)
@@ -112,25 +122,27 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
             units.append(Unit(clip.id, (clip.id, todo, fps, reasons)))
     payloads = {u.key: u.payload for u in units}
     bar = tqdm(total=len(units), desc="score", unit="clip", disable=not progress, leave=False, dynamic_ncols=True)
-    # Spawning workers costs seconds (imports, metric backbones): a local pool is used only when every worker
-    # gets at least MIN_UNITS_PER_WORKER clips; otherwise this process scores them (same records either way).
-    inline = executor is None or (executor.name == "local"
-                                  and min(executor.workers, len(units) // MIN_UNITS_PER_WORKER) <= 1)
-    if inline:
+    # Spawning workers costs seconds (imports, metric backbones): when the executor would score these units here
+    # anyway (too few for its workers: see WorkerSpec.min_units), this process scores them with the metrics it
+    # already built (same records either way).
+    if executor is None or executor.in_process(worker, len(units)):
         by_key = {m.key: m for m in clip_metrics}
         outcomes = LocalExecutor(1).map(WorkerSpec(lambda: _unit_scorer(by_id, by_key, provider, seed)), units)
+        remote = False
     else:
-        extract_features(executor, worker, feature_units(units, by_id, clip_metrics, provider), progress)
+        extract_features(executor, worker, feature_units(units, by_id, clip_metrics, provider), progress,
+                         provider.cache)
         outcomes = executor.map(worker, units)
+        remote = True
     for o in outcomes:
         if o.ok:
-            records = o.value
+            records = _count_cache(o.value, provider.cache) if remote else o.value
         else:  # the worker died on this clip more often than retried: every metric of the clip failed
             _, todo, _, _ = payloads[o.key]
             names = {m.key: m.name for m in clip_metrics}
             # no inputs fingerprint: a dead worker is no verdict on the clip, the next identical command retries it
             records = [{"clip_id": o.key, "metric": names[k], "metric_key": k, "inputs_sha": None,
-                        "audio_sha256": gen[o.key]["audio_sha256"], "status": FAILED, "reason": o.error,
+                        "audio_sha256": gen[o.key]["audio_sha256"], "status": Status.FAILED, "reason": o.error,
                         "seconds": 0.0} for k in todo]
         for rec in records:
             run.scores.append(rec)
@@ -155,7 +167,7 @@ def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[Bound
             for inp, ext in by_key[k].inputs.items():
                 try:
                     content = provider.source_key(by_id[clip_id], inp)
-                except LookupError:
+                except DoesNotApply:
                     continue
                 target = provider.cache.path(extractor_id(ext), content)
                 if not target.is_file():  # one (metric, input) per extractor: metrics sharing one share its file
@@ -163,14 +175,24 @@ def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[Bound
     return [Unit(content, (FEATURES, clip_id, list(pairs.values()))) for content, (clip_id, pairs) in wanted.items()]
 
 
-def extract_features(executor, worker: WorkerSpec, units: list[Unit], progress: bool) -> None:
+def extract_features(executor, worker: WorkerSpec, units: list[Unit], progress: bool, cache: FeatureCache) -> None:
     """Fill the shared feature cache through the executor (failures are left to the scoring units, which
-    recompute and record them per clip and metric)."""
+    recompute and record them per clip and metric); the workers' cache hits and misses are added to `cache`'s."""
     bar = tqdm(total=len(units), desc="features", unit="file", disable=not progress or not units, leave=False,
                dynamic_ncols=True)
-    for _ in executor.map(worker, units):
+    for o in executor.map(worker, units):
+        if o.ok:
+            _count_cache(o.value, cache)
         bar.update(1)
     bar.close()
+
+
+def _count_cache(value: tuple, cache: FeatureCache):
+    """A worker's (result, (hits, misses)) -> result, its feature-cache counts added to the driver's `cache`."""
+    result, (hits, misses) = value
+    cache.hits += hits
+    cache.misses += misses
+    return result
 
 
 def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache_dir: str,
@@ -179,7 +201,6 @@ def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache
     manifest, a feature provider on the shared cache) once; returns the per-unit callable of score_clips."""
     from vm_eval.data.manifest import load_manifest
     from vm_eval.scoring.resolve import resolve_metrics
-    from vm_eval.store.feature_cache import FeatureCache
 
     metrics, _ = resolve_metrics(metric_names)
     by_key = {m.key: m for m in metrics}
@@ -187,13 +208,19 @@ def scoring_worker(run_dir: str, manifest_path: str, gen: dict[str, dict], cache
     provider = FeatureProvider(Run(run_dir), manifest, gen, FeatureCache(cache_dir), donors)
     scorer = _unit_scorer(manifest, by_key, provider, seed)
 
-    def score(payload):
+    def unit(payload):
         if payload[0] == FEATURES:  # a feature_units unit: compute into the shared cache
             _, clip_id, pairs = payload
             for key, inp in pairs:
                 provider.features(manifest[clip_id], inp, by_key[key].inputs[inp])
             return len(pairs)
         return scorer(payload)
+
+    def score(payload):
+        """The unit's result with this unit's feature-cache (hits, misses): the driver records the run's totals."""
+        hits, misses = provider.cache.hits, provider.cache.misses
+        result = unit(payload)
+        return result, (provider.cache.hits - hits, provider.cache.misses - misses)
 
     return score
 
@@ -215,5 +242,5 @@ def fingerprint(provider: FeatureProvider, clip: Clip, m: BoundMetric) -> tuple[
     """(fingerprint of the metric's inputs for this clip, None) or (None, why the clip has no such input)."""
     try:
         return provider.fingerprint(clip, input_keys(m)), None
-    except LookupError as e:
+    except DoesNotApply as e:
         return None, str(e)

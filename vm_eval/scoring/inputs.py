@@ -11,13 +11,14 @@ from dataclasses import asdict
 
 import numpy as np
 
-from metrics.base import input_kind
+from metrics.base import DoesNotApply, input_kind
 from vm_eval.data.manifest import Clip, Manifest
 from vm_eval import fsutil
 from vm_eval.fsutil import file_sha256, json_sha256
 from vm_eval.media import RESAMPLER, Audio, decode_frames, load_audio, resample
 from vm_eval.store.feature_cache import ExtractorId, FeatureCache
 from vm_eval.store.run import Run
+from vm_eval.store.status import Status
 
 
 def extractor_id(extractor) -> ExtractorId:
@@ -43,7 +44,7 @@ def donor_ids(clips: list[Clip], gen: dict[str, dict], seed: int) -> dict[str, s
     """Another clip with output for every clip with output: a cyclic shift of the split's id order (offset from
     the run seed), walking forward past clips without output. Never the clip itself."""
     ids = [c.id for c in sorted(clips, key=lambda c: c.id)]
-    ok = {cid for cid in ids if gen.get(cid, {}).get("status") == "done"}
+    ok = {cid for cid in ids if gen.get(cid, {}).get("status") == Status.DONE}
     n = len(ids)
     if n < 2 or len(ok) < 2:
         return {}
@@ -68,7 +69,7 @@ class FeatureProvider:
 
     # -- content keys ----------------------------------------------------------------------------------------
     def source_key(self, clip: Clip, key: str, manifest: Manifest | None = None) -> str:
-        """Content key of what input `key` reads for `clip`; LookupError when the clip has no such input."""
+        """Content key of what input `key` reads for `clip`; DoesNotApply when the clip has no such input."""
         kind = input_kind(key)
         m = manifest or self.manifest
         if kind == "audio":
@@ -76,11 +77,11 @@ class FeatureProvider:
         if kind == "other-audio":
             donor = self.donors.get(clip.id)
             if donor is None:
-                raise LookupError("no other clip with output in this run to use as the null")
+                raise DoesNotApply("no other clip with output in this run to use as the null")
             return f"gen:{self.gen[donor]['audio_sha256']}"
         if kind == "reference":
             if clip.reference is None:
-                raise LookupError("clip has no reference music")
+                raise DoesNotApply("clip has no reference music")
             return "ref:" + span_key(m.resolve(clip.reference), clip)
         return "video:" + span_key(m.resolve(clip.video), clip)
 

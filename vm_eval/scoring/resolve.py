@@ -10,9 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from metrics.base import MetricInfo, input_kind
+from vm_eval.errors import UserError
 from vm_eval.media import RESAMPLER
 from vm_eval.registries import METRICS
 from vm_eval.registry import Entry
+
+
+class MetricNameMismatch(Exception):
+    """A metric's MetricInfo name differs from its registry name: a bug in the metric's definition."""
+
+
+class MetricUnavailable(UserError, RuntimeError):
+    """A metric asked for by name cannot run here (missing package or weights, a backbone that fails to load)."""
 
 
 @dataclass
@@ -33,6 +42,7 @@ class BoundMetric:
 
 
 def build(entry: Entry) -> BoundMetric:
+    """The entry's metric, built (weights resolved) and checked to carry the entry's name."""
     factory = entry.load()
     kwargs = {}
     if entry.weights:
@@ -41,6 +51,9 @@ def build(entry: Entry) -> BoundMetric:
         paths = {w: require(w) for w in entry.weights}
         kwargs = {"checkpoint": paths[entry.weights[0]]} if len(paths) == 1 else {"checkpoints": paths}
     metric = factory(**kwargs)
+    if metric.info.name != entry.name:  # records carry the registry name, the key hashes MetricInfo's: one name
+        raise MetricNameMismatch(f"metric registered as {entry.name!r} names itself {metric.info.name!r} in its "
+                                 "MetricInfo; the two must be the same name")
     inputs = dict(getattr(metric, "inputs", {}) or {})
     for k in inputs:
         input_kind(k)  # validates the declared kinds early, with a clear message
@@ -54,14 +67,17 @@ def resolve_metrics(names: list[str] | None) -> tuple[list[BoundMetric], dict[st
     entries = METRICS.entries() if names is None else [METRICS.get(n) for n in names]
     for entry in entries:
         ok, why = entry.availability()
+        cause = None
         if ok:
             try:
                 chosen.append(build(entry))
                 continue
+            except MetricNameMismatch:  # a bug in the metric's definition, not something this machine lacks
+                raise
             except Exception as e:  # a backbone that fails to load skips only this metric
-                ok, why = False, f"{type(e).__name__}: {e}"
-        if names is not None:
-            raise RuntimeError(f"metric {entry.name} cannot run here: {why}")
+                why, cause = f"{type(e).__name__}: {e}", e
+        if names is not None:  # chained: `vm-eval --debug` shows where a backbone failed to load
+            raise MetricUnavailable(f"metric {entry.name} cannot run here: {why}") from cause
         skipped[entry.name] = why
     if names is None:
         standard_families = {METRICS.get(m.name).family for m in chosen if m.info.standard}

@@ -22,8 +22,8 @@ from vm_eval.scoring.resolve import BoundMetric
 from vm_eval.store.feature_cache import ExtractorId
 from vm_eval.store.journal import Journal
 from vm_eval.store.run import Run
+from vm_eval.store.status import Status
 
-DONE, FAILED = "done", "failed"
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ReferenceSet:
 
 
 def sets_journal(run: Run) -> Journal:
-    return Journal(run.dir / "journal" / "sets.jsonl")
+    return run.sets
 
 
 def score_sets(run: Run, gen: dict[str, dict], selected: list[Clip], metrics: list[BoundMetric],
@@ -60,7 +60,7 @@ def score_sets(run: Run, gen: dict[str, dict], selected: list[Clip], metrics: li
     """One record per set metric (by key); recomputed only when its inputs changed."""
     journal = sets_journal(run)
     records = {k[0]: v for k, v in journal.latest("metric_key").items()}
-    done = [c for c in selected if gen.get(c.id, {}).get("status") == DONE]
+    done = [c for c in selected if gen.get(c.id, {}).get("status") == Status.DONE]
     set_metrics = [m for m in metrics if m.is_set]
     ref_desc = reference.describe(provider) if any("reference" in m.inputs for m in set_metrics) else None
     for m in set_metrics:
@@ -93,9 +93,9 @@ def score_sets(run: Run, gen: dict[str, dict], selected: list[Clip], metrics: li
             gen_feats = {c.id: {k: provider.features(c, k, m.inputs[k]) for k in gen_keys}
                          for c in tqdm(done, desc=f"{m.name} generated", disable=not progress, leave=False)}
             score = m.metric.score_set(gen_feats, stats, seed)
-            rec.update(status=DONE, **asdict(score))
+            rec.update(status=Status.DONE, **asdict(score))
         except Exception as e:
-            rec.update(status=FAILED, reason=f"{type(e).__name__}: {e}")
+            rec.update(status=Status.FAILED, reason=f"{type(e).__name__}: {e}")
         rec["seconds"] = round(time.perf_counter() - t0, 3)
         journal.append(rec)
         records[m.key] = rec

@@ -13,8 +13,8 @@ from vm_eval.scoring.clip_stage import fingerprint
 from vm_eval.scoring.inputs import FeatureProvider
 from vm_eval.scoring.resolve import BoundMetric
 from vm_eval.store.run import Run
+from vm_eval.store.status import Status
 
-DONE, FAILED, SKIPPED = "done", "failed", "skipped"
 
 
 def _describe(m: BoundMetric) -> dict:
@@ -29,9 +29,9 @@ def summarise(run: Run, clips: list[Clip], gen: dict[str, dict], scores: dict[tu
     ids = [c.id for c in clips]
     by_id = {c.id: c for c in clips}
     status = [gen.get(cid, {}).get("status") for cid in ids]
-    done_ids = [cid for cid, s in zip(ids, status) if s == DONE]
+    done_ids = [cid for cid, s in zip(ids, status) if s == Status.DONE]
     counts = {
-        "clips": len(ids), DONE: status.count(DONE), FAILED: status.count(FAILED), SKIPPED: status.count(SKIPPED),
+        "clips": len(ids), **{st.value: status.count(st) for st in Status},
         "pending": sum(s is None for s in status),
         "silent": sum(bool(gen[c].get("silent")) for c in done_ids),
         "clipped": sum(bool(gen[c].get("clipped")) for c in done_ids),
@@ -48,11 +48,11 @@ def summarise(run: Run, clips: list[Clip], gen: dict[str, dict], scores: dict[tu
                 counts["unscored"] += 1
                 continue
             current.append(rec)
-            if rec["status"] == DONE:
+            if rec["status"] == Status.DONE:
                 values[""].append(rec["value"])
                 for k, v in rec.get("values", {}).items():
                     values.setdefault(k, []).append(v)
-            elif rec["status"] == FAILED:
+            elif rec["status"] == Status.FAILED:
                 n_failed += 1
             else:
                 n_skipped += 1
@@ -70,7 +70,7 @@ def summarise(run: Run, clips: list[Clip], gen: dict[str, dict], scores: dict[tu
         if rec is None:
             counts["unscored"] += 1
             continue
-        if rec["status"] != DONE:
+        if rec["status"] != Status.DONE:
             counts["score_failed"] += 1
             aggregates[m.name] = {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0,
                                   "missing": len(ids), "failed": 1, "reason": rec.get("reason"), **_describe(m)}
@@ -80,8 +80,8 @@ def summarise(run: Run, clips: list[Clip], gen: dict[str, dict], scores: dict[tu
                               "missing": len(ids) - rec["n"], "n_reference": rec["n_reference"],
                               "reference_set": rec["reference_set"], "extra": rec.get("extra", {})}
         for cid, v in sorted(rec.get("per_clip", {}).items()):
-            current.append({"clip_id": cid, "metric": f"{m.name}:per-clip", "metric_key": m.key, "status": DONE,
-                            "value": v})
+            current.append({"clip_id": cid, "metric": f"{m.name}:per-clip", "metric_key": m.key,
+                            "status": Status.DONE, "value": v})
     table = []
     for r in current:
         row = {k: v for k, v in r.items() if k != "values"}

@@ -9,30 +9,39 @@
 The run id hashes the generation identity (model, model args, checkpoint identities, seed, the split's content
 hash), so an identical command reopens the same folder and resumes; anything else gets a new run.
 A run is `complete` only when every clip of its split is generated, failed or skipped with a reason and scored.
+run.json is read and written only through vm_eval.store.schema; a damaged one (cut short, another shape) is
+reported by readers and, when a command reopens the run, kept aside as `run.json.damaged-<time>` while the run is
+rebuilt from its journals (which alone say what work is finished).
 """
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vm_eval.fsutil import atomic_target, atomic_write_json, json_sha256
+from vm_eval.errors import UserError
+from vm_eval.fsutil import atomic_target, json_sha256
+from vm_eval.store import provenance
 from vm_eval.store.journal import Journal
+from vm_eval.store.schema import Recovery, RunMeta, RunMetaDamaged, read_meta, salvage_created, write_meta
+from vm_eval.store.status import RunStatus, Status
 
-STATUS_RUNNING, STATUS_INTERRUPTED, STATUS_PARTIAL, STATUS_COMPLETE = "running", "interrupted", "partial", "complete"
 
-
-class RunLocked(RuntimeError):
+class RunLocked(UserError, RuntimeError):
     pass
 
 
-class RunMismatch(RuntimeError):
+class RunMismatch(UserError, RuntimeError):
     pass
+
+
+class RunNotFound(UserError, LookupError):
+    """No stored run, or more than one, matches what the user named."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class Run:
         self.dir = Path(path)
         self.generation = Journal(self.dir / "journal" / "generation.jsonl")
         self.scores = Journal(self.dir / "journal" / "scores.jsonl")
+        self.sets = Journal(self.dir / "journal" / "sets.jsonl")
         self._lock_fd: int | None = None
 
     # -- metadata -------------------------------------------------------------------------------------------
@@ -77,25 +87,56 @@ class Run:
     def meta_path(self) -> Path:
         return self.dir / "run.json"
 
+    def record(self) -> RunMeta | None:
+        """The validated run.json (None before the first write); raises RunMetaDamaged for a damaged one."""
+        return read_meta(self.meta_path)
+
     def meta(self) -> dict:
-        try:
-            return json.loads(self.meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
+        """run.json as plain values ({} before the first write); raises RunMetaDamaged for a damaged one."""
+        rec = self.record()
+        return rec.as_dict() if rec is not None else {}
 
     def update(self, **fields) -> dict:
-        meta = self.meta()
-        meta.update(fields)
-        atomic_write_json(self.meta_path, meta)
+        meta = {**self.meta(), **fields}
+        write_meta(self.meta_path, RunMeta.model_validate(meta))
         return meta
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         """Stored status, except that a 'running' run whose process is gone shows as 'interrupted'."""
-        st = self.meta().get("status", STATUS_INTERRUPTED)
-        if st == STATUS_RUNNING and not self.is_locked():
-            return STATUS_INTERRUPTED
+        return self.live_status(self.meta())
+
+    def live_status(self, meta: dict) -> RunStatus:
+        """:attr:`status` from run.json values already read (`meta()`), without reading the file again."""
+        st = RunStatus(meta.get("status", RunStatus.INTERRUPTED))
+        if st == RunStatus.RUNNING and not self.is_locked():
+            return RunStatus.INTERRUPTED
         return st
+
+    def counts(self, meta: dict, status: RunStatus) -> dict[str, int]:
+        """The run's clip counts: as its last finished command stored them, or, while it is running or after it
+        was interrupted, with the generation counts its journal holds so far."""
+        counts = dict(meta.get("counts", {}))
+        if status in (RunStatus.RUNNING, RunStatus.INTERRUPTED):
+            recs = self.generation.latest("clip_id").values()
+            counts.update({s.value: sum(r.get("status") == s for r in recs) for s in Status})
+            n_clips = meta.get("n_clips")
+            if n_clips is not None:
+                counts.update(clips=n_clips, pending=max(0, n_clips - sum(counts[s.value] for s in Status)))
+        return counts
+
+    def repair_journals(self, log: Callable[[str], None] | None = None) -> int:
+        """Move torn lines out of every journal (see Journal.repair), saying so once (`log`, default stderr);
+        call it while holding the lock."""
+        log = log or _stderr
+        moved = 0
+        for j in (self.generation, self.scores, self.sets):
+            n = j.repair()
+            if n:
+                log(f"{j.path}: {n} torn line(s) (a write cut short by a killed process) moved to "
+                    f"{j.path.name}.torn; that work is redone")
+            moved += n
+        return moved
 
     def audio_path(self, clip_id: str) -> Path:
         return self.dir / "audio" / f"{clip_id}.wav"
@@ -158,16 +199,30 @@ class RunStore:
     def path_for(self, spec: RunSpec) -> Path:
         return self.root / slug(spec.dataset) / slug(spec.split) / slug(spec.model) / spec.run_id
 
-    def open(self, spec: RunSpec, config: dict) -> Run:
-        """Create the run's folder, or reopen it after checking the stored identity is the same."""
+    def open(self, spec: RunSpec, config: dict, log: Callable[[str], None] | None = None) -> Run:
+        """Create the run's folder, or reopen it after checking the stored identity is the same. A damaged
+        run.json is kept aside (``run.json.damaged-<time>``) and the run rebuilt from its journals, saying so."""
+        log = log or _stderr
         run = Run(self.path_for(spec))
-        meta = run.meta()
-        if meta:
-            if meta.get("identity") != spec.identity():
+        try:
+            meta = run.record()
+        except RunMetaDamaged as e:
+            with run.lock():  # never move a file another command is working on
+                kept = run.meta_path.with_name(f"run.json.damaged-{provenance.now().replace(':', '')}")
+                created = salvage_created(run.meta_path.read_text(errors="replace"))
+                os.replace(run.meta_path, kept)
+                write_meta(run.meta_path, RunMeta(
+                    run_id=spec.run_id, identity=spec.identity(), config=config, status=RunStatus.RUNNING,
+                    created=created, recovered=[Recovery(kept_as=kept.name, why=e.why, at=provenance.now())]))
+            log(f"{e}; kept it as {kept.name} and rebuilt the run from its journals (finished clips are not "
+                f"redone; timings before this command are lost{'' if created else ', and its creation time'})")
+            return run
+        if meta is not None:
+            if meta.identity.model_dump() != spec.identity():
                 raise RunMismatch(f"{run.dir} holds a run of another identity; move it away or use another --results")
         else:
             run.dir.mkdir(parents=True, exist_ok=True)
-            run.update(run_id=spec.run_id, identity=spec.identity(), config=config, status=STATUS_RUNNING)
+            run.update(run_id=spec.run_id, identity=spec.identity(), config=config, status=RunStatus.RUNNING)
         return run
 
     def runs(self) -> list[Run]:
@@ -182,5 +237,9 @@ class RunStore:
             return Run(p)
         hits = [r for r in self.runs() if r.dir.name.startswith(ref)]
         if len(hits) != 1:
-            raise LookupError(f"{'no' if not hits else 'more than one'} run matches {ref!r} under {self.root}")
+            raise RunNotFound(f"{'no' if not hits else 'more than one'} run matches {ref!r} under {self.root}")
         return hits[0]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vm_eval import paths
 from vm_eval.fsutil import json_sha256
+from vm_eval.errors import BadArgument
 
 WEIGHTS_SEED = 0  # seed of random frozen parts (tiny preset); recorded in the checkpoint
 
@@ -57,7 +58,7 @@ def run_training(req: TrainRequest):
     manifest = resolve_dataset(req.data, paths.data_dir(req.data_dir))
     clips = manifest.split(req.split)
     if not clips:
-        raise ValueError(f"split {req.split!r} of {manifest.path} has no clips")
+        raise BadArgument(f"split {req.split!r} of {manifest.path} has no clips")
     out = Path(req.out) if req.out else default_out(req, config, manifest.content_hash(clips))
     out.mkdir(parents=True, exist_ok=True)
     print(f"training VidMusician ({req.preset}) on {manifest.name}/{req.split} ({len(clips)} clips) -> {out}",
@@ -72,7 +73,7 @@ def run_training(req: TrainRequest):
     for cid, why in sorted(skipped.items()):
         print(f"  skipped {cid}: {why}", file=sys.stderr)
     if not examples:
-        raise ValueError(f"no clip of {manifest.name}/{req.split} has usable reference music")
+        raise BadArgument(f"no clip of {manifest.name}/{req.split} has usable reference music")
     print(f"prepared {len(examples)} clips in {prep_s:.1f} s (cache hits {cache.hits}, misses {cache.misses})",
           file=sys.stderr)
 

@@ -11,7 +11,8 @@ Where each comes from, by the model config:
 
 Random components are written once, seeded, in upstream's file layouts under ``random_root`` and then loaded
 through the same code as real weights, so every component has a file identity (name + sha256) that checkpoints
-record and that loading checks. Nothing here downloads.
+record and that loading checks. ``file_identities(locate_components(...))`` gives those identities from the
+files alone (hashed, nothing loaded), for a model's identity before it is built. Nothing here downloads.
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from pathlib import Path
 
 from vm_eval import weights
 from vm_eval.fsutil import file_sha256
+from vm_eval.errors import BadArgument, UserFileNotFound
 
 RANDOM = ("random", "none")
 CLIP_TAGS = {("ViT-B-32", "laion2b_s34b_b79k"): "clip-vit-b-32"}
+T5_WEIGHTS = "model.safetensors"  # save_pretrained's one-shard weight file
 
 
 @dataclass
@@ -36,94 +39,159 @@ class Components:
     @property
     def pretrained(self) -> bool:
         """True only when the backbone has published weights (random ones make music-less noise)."""
-        return not self.identities["backbone"].get("random", False)
+        return pretrained(self.identities)
 
 
-def _ident(name: str, path: Path, sha: str, random: bool, root: Path | None) -> dict:
-    rel = str(path.relative_to(root)) if random and root is not None else str(path)
-    return {"name": name, "sha256": sha, "path": rel, **({"random": True} if random else {})}
+def pretrained(identities: tp.Mapping[str, dict]) -> bool:
+    """Whether identities (role -> identity) name a backbone with published weights."""
+    return not identities["backbone"].get("random", False)
 
 
-def _backbone(config, random_root: Path | None, seed: int, create: bool):
-    from vidmusician.backbone import COMPRESSION_FILE, LM_FILE, load_backbone, save_backbone
+@dataclass(frozen=True)
+class ComponentFile:
+    """The weight file of one frozen part: the name identities give it, where it is, whether its weights are random."""
 
+    name: str
+    path: Path
+    random: bool = False
+
+    def identity(self, random_root: Path | None) -> dict:
+        """{name, sha256, path[, random]}; a random file's path is relative to ``random_root`` (the training folder
+        holding it may move)."""
+        if not self.path.is_file():
+            raise UserFileNotFound(f"{self.name}: weight file {self.path} not found")
+        relative = self.random and random_root is not None
+        return {"name": self.name, "sha256": file_sha256(self.path),
+                "path": str(self.path.relative_to(random_root)) if relative else str(self.path),
+                **({"random": True} if self.random else {})}
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where one frozen part comes from (nothing read yet)."""
+
+    name: str
+    where: Path  # a folder (backbone, T5, random CLIP), or CLIP's checkpoint file or folder
+    random: bool
+    seed: int  # of a random build
+
+
+def _sources(config, root: Path | None, seed: int) -> dict[str, _Source]:
+    """role -> source of every frozen part of ``config``; T5 is absent when it is trained from scratch. Seeds: the
+    backbone ``seed``, T5 ``seed + 1``, CLIP ``seed + 2``."""
+    out = {"backbone": _backbone_source(config, root, seed)}
+    t5 = _t5_source(config, root, seed + 1)
+    if t5 is not None:
+        out["t5"] = t5
+    out["clip"] = _clip_source(config, root, seed + 2)
+    return out
+
+
+def _weight_files(role: str, src: _Source) -> dict[str, ComponentFile]:
+    """Identity role -> file of one source (the backbone gives two: the LM and EnCodec)."""
+    from vidmusician.backbone import COMPRESSION_FILE, LM_FILE
+    from vidmusician.visual import CHECKPOINT_FILE
+
+    if role == "backbone":
+        paths_ = {"backbone": src.where / LM_FILE, "encodec": src.where / COMPRESSION_FILE}
+    elif role == "t5":
+        paths_ = {"t5": src.where / T5_WEIGHTS}
+    else:  # the file VisualEncoder loads: the checkpoint itself, or CHECKPOINT_FILE in its folder
+        paths_ = {"clip": src.where / CHECKPOINT_FILE if src.random or src.where.is_dir() else src.where}
+    return {r: ComponentFile(src.name, p, src.random) for r, p in paths_.items()}
+
+
+def _absent(role: str, src: _Source) -> bool:
+    return not all(f.path.is_file() for f in _weight_files(role, src).values())
+
+
+def _backbone_source(config, root: Path | None, seed: int) -> _Source:
     bb = config.backbone
     known = f"musicgen-{bb.scale}"
     if bb.checkpoint_dir and bb.checkpoint_dir not in RANDOM:
-        folder, name, random = Path(bb.checkpoint_dir), Path(bb.checkpoint_dir).name, False
-    elif not bb.checkpoint_dir and known in weights.KNOWN:
-        folder, name, random = weights.require(known), known, False
-    else:
-        name, random = f"musicgen-{bb.scale}-random-s{seed}", True
-        folder = _random_folder(random_root, name)
-        if not (folder / LM_FILE).is_file() or not (folder / COMPRESSION_FILE).is_file():
-            _need_create(create, folder)
-            save_backbone(load_backbone(bb.scale, seed=seed), folder)
-    backbone = load_backbone(folder)
-    want, got = bb.spec, backbone.scale
-    if (want.dim, want.num_layers, want.num_heads) != (got.dim, got.num_layers, got.num_heads):
-        raise ValueError(f"{folder / LM_FILE} holds a {got.dim}x{got.num_layers} LM ({got.num_heads} heads) but the "
-                         f"config asks for MusicGen-{want.name} ({want.dim}x{want.num_layers}, {want.num_heads} heads); "
-                         f"set backbone.scale to match the checkpoint")
-    ids = {"backbone": _ident(name, folder / LM_FILE, file_sha256(folder / LM_FILE), random, random_root),
-           "encodec": _ident(name, folder / COMPRESSION_FILE, file_sha256(folder / COMPRESSION_FILE), random,
-                             random_root)}
-    return backbone, ids
+        return _Source(Path(bb.checkpoint_dir).name, Path(bb.checkpoint_dir), False, seed)
+    if not bb.checkpoint_dir and known in weights.KNOWN:
+        return _Source(known, weights.require(known), False, seed)
+    name = f"musicgen-{bb.scale}-random-s{seed}"
+    return _Source(name, _random_folder(root, name), True, seed)
 
 
-def _t5(config, random_root: Path | None, seed: int, create: bool):
-    from vidmusician.model import t5_config_from_spec
-    from vidmusician.semantic import load_t5_encoder
-
+def _t5_source(config, root: Path | None, seed: int) -> _Source | None:
     sem = config.semantic
     if sem.t5_init == "scratch":  # every T5 weight is trained and stored in the checkpoint
-        return t5_config_from_spec(sem.t5), {}
+        return None
     spec = sem.t5
     if spec.name in weights.KNOWN:
-        folder, name, random = weights.require(spec.name), spec.name, False
-    elif Path(spec.name).expanduser().is_dir():
-        folder, name, random = Path(spec.name).expanduser(), Path(spec.name).name, False
-    else:
-        import torch
-        from transformers import T5EncoderModel
-
-        name, random = f"{spec.name}-random-s{seed}", True
-        folder = _random_folder(random_root, name)
-        if not (folder / "model.safetensors").is_file():
-            _need_create(create, folder)
-            torch.manual_seed(seed)
-            T5EncoderModel(t5_config_from_spec(spec)).save_pretrained(folder)
-    model = load_t5_encoder(str(folder))
-    weight_file = folder / "model.safetensors"
-    if not weight_file.is_file():
-        raise FileNotFoundError(f"T5 folder {folder} has no model.safetensors (save_pretrained layout expected)")
-    return model, {"t5": _ident(name, weight_file, file_sha256(weight_file), random, random_root)}
+        return _Source(spec.name, weights.require(spec.name), False, seed)
+    if Path(spec.name).expanduser().is_dir():
+        return _Source(Path(spec.name).name, Path(spec.name).expanduser(), False, seed)
+    name = f"{spec.name}-random-s{seed}"
+    return _Source(name, _random_folder(root, name), True, seed)
 
 
-def _clip(config, random_root: Path | None, seed: int, create: bool, device: str | None):
-    from vidmusician.visual import CHECKPOINT_FILE, VisualEncoder, save_random_tower
+def _clip_source(config, root: Path | None, seed: int) -> _Source:
+    from vidmusician.visual import CHECKPOINT_FILE
 
     sem = config.semantic
     tag = sem.clip_pretrained
     if tag in RANDOM:
-        name, random = f"{sem.clip_model}-random-s{seed}", True
-        path = _random_folder(random_root, name) / CHECKPOINT_FILE
-        if not path.is_file():
-            _need_create(create, path.parent)
-            save_random_tower(sem.clip_model, path, seed=seed)
-    elif Path(tag).expanduser().exists():
-        path, name, random = Path(tag).expanduser(), Path(tag).stem, False
-    elif (sem.clip_model, tag) in CLIP_TAGS:
-        name, random = CLIP_TAGS[(sem.clip_model, tag)], False
-        path = weights.require(name)
-    else:
-        raise FileNotFoundError(f"no local weights for CLIP {sem.clip_model} / {tag!r}: set semantic.clip_pretrained "
-                                f"to the path of its {CHECKPOINT_FILE} (known tags: {sorted(CLIP_TAGS)})")
-    visual = VisualEncoder(path, model=sem.clip_model, device=device)
+        name = f"{sem.clip_model}-random-s{seed}"
+        return _Source(name, _random_folder(root, name), True, seed)
+    if Path(tag).expanduser().exists():
+        return _Source(Path(tag).stem, Path(tag).expanduser(), False, seed)
+    if (sem.clip_model, tag) in CLIP_TAGS:
+        name = CLIP_TAGS[(sem.clip_model, tag)]
+        return _Source(name, weights.require(name), False, seed)
+    raise UserFileNotFound(f"no local weights for CLIP {sem.clip_model} / {tag!r}: set semantic.clip_pretrained "
+                           f"to the path of its {CHECKPOINT_FILE} (known tags: {sorted(CLIP_TAGS)})")
+
+
+def _backbone(config, src: _Source, create: bool):
+    from vidmusician.backbone import LM_FILE, load_backbone, save_backbone
+
+    if src.random and _absent("backbone", src):
+        _need_create(create, src.where)
+        save_backbone(load_backbone(config.backbone.scale, seed=src.seed), src.where)
+    backbone = load_backbone(src.where)
+    want, got = config.backbone.spec, backbone.scale
+    if (want.dim, want.num_layers, want.num_heads) != (got.dim, got.num_layers, got.num_heads):
+        raise BadArgument(f"{src.where / LM_FILE} holds a {got.dim}x{got.num_layers} LM ({got.num_heads} heads) but "
+                         f"the config asks for MusicGen-{want.name} ({want.dim}x{want.num_layers}, {want.num_heads} "
+                         f"heads); set backbone.scale to match the checkpoint")
+    return backbone
+
+
+def _t5(config, src: _Source | None, create: bool):
+    from vidmusician.model import t5_config_from_spec
+    from vidmusician.semantic import load_t5_encoder
+
+    if src is None:
+        return t5_config_from_spec(config.semantic.t5)
+    if src.random and _absent("t5", src):
+        import torch
+        from transformers import T5EncoderModel
+
+        _need_create(create, src.where)
+        torch.manual_seed(src.seed)
+        T5EncoderModel(t5_config_from_spec(config.semantic.t5)).save_pretrained(src.where)
+    model = load_t5_encoder(str(src.where))
+    if _absent("t5", src):
+        raise UserFileNotFound(f"T5 folder {src.where} has no {T5_WEIGHTS} (save_pretrained layout expected)")
+    return model
+
+
+def _clip(config, src: _Source, create: bool, device: str | None):
+    from vidmusician.visual import VisualEncoder, save_random_tower
+
+    sem = config.semantic
+    if src.random and _absent("clip", src):
+        _need_create(create, src.where)
+        save_random_tower(sem.clip_model, src.where, seed=src.seed)
+    visual = VisualEncoder(src.where, model=sem.clip_model, device=device)
     if visual.embed_dim != sem.clip_dim:
-        raise ValueError(f"CLIP {sem.clip_model} gives {visual.embed_dim}-d features but semantic.clip_dim is "
+        raise BadArgument(f"CLIP {sem.clip_model} gives {visual.embed_dim}-d features but semantic.clip_dim is "
                          f"{sem.clip_dim}")
-    return visual, {"clip": _ident(name, visual.path, file_sha256(visual.path), random, random_root)}
+    return visual
 
 
 def _random_folder(root: Path | None, name: str) -> Path:
@@ -134,8 +202,29 @@ def _random_folder(root: Path | None, name: str) -> Path:
 
 def _need_create(create: bool, folder: Path) -> None:
     if not create:
-        raise FileNotFoundError(f"random weights expected in {folder} are missing (the training output that "
-                                f"created them was moved or pruned)")
+        raise UserFileNotFound(f"random weights expected in {folder} are missing (the training output that "
+                               f"created them was moved or pruned)")
+
+
+def file_identities(files: tp.Mapping[str, ComponentFile], random_root: str | Path | None = None) -> dict:
+    """role -> {name, sha256, path[, random]} of the given weight files: what ``Components.identities`` holds."""
+    root = Path(random_root) if random_root is not None else None
+    return {role: f.identity(root) for role, f in files.items()}
+
+
+def _files(sources: dict[str, _Source]) -> dict[str, ComponentFile]:
+    return {role: f for r, src in sources.items() for role, f in _weight_files(r, src).items()}
+
+
+def locate_components(config, random_root: str | Path | None = None, seed: int = 0) -> dict[str, ComponentFile]:
+    """Identity role (backbone, encodec, t5, clip) -> weight file of every frozen part of ``config``, found exactly
+    as :func:`resolve_components` finds them, without reading any weights; random parts must already exist.
+    ``file_identities`` of the result = ``resolve_components(...).identities``."""
+    sources = _sources(config, Path(random_root) if random_root is not None else None, seed)
+    for role, src in sources.items():
+        if src.random and _absent(role, src):
+            _need_create(False, src.where)
+    return _files(sources)
 
 
 def resolve_components(config, random_root: str | Path | None = None, seed: int = 0, create: bool = True,
@@ -145,8 +234,8 @@ def resolve_components(config, random_root: str | Path | None = None, seed: int 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one-shard T5 files: its bars would only clutter our own progress output
-    backbone, ids = _backbone(config, root, seed, create)
-    t5, t5_ids = _t5(config, root, seed + 1, create)
-    visual, clip_ids = _clip(config, root, seed + 2, create, device)
-    return Components(backbone, t5, visual, {**ids, **t5_ids, **clip_ids})
-
+    sources = _sources(config, root, seed)
+    backbone = _backbone(config, sources["backbone"], create)
+    t5 = _t5(config, sources.get("t5"), create)
+    visual = _clip(config, sources["clip"], create, device)
+    return Components(backbone, t5, visual, file_identities(_files(sources), root))
