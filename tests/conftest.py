@@ -54,3 +54,20 @@ def one_blas_thread():
 
     with threadpool_limits(1, user_api="blas"):
         yield
+
+
+TRAINED_STEPS = 6  # per stage: enough for both stages to run; the backbone is random anyway
+
+
+@pytest.fixture(scope="session")
+def trained(data_dir, tmp_path_factory, shared_cache):
+    """The demo's tiny model, trained the way `vm-eval demo` does (fewer steps), in its own results folder, once per
+    session for every module that reads it: (request, result, output folder, results folder)."""
+    from vm_eval.models.vidmusician import DEMO_RUN, TRAIN_DIR
+    from vm_eval.train.command import TrainRequest, run_training
+
+    results = tmp_path_factory.mktemp("vidm-results")
+    req = TrainRequest(preset="tiny", data="demo", split="train", out=results / TRAIN_DIR / DEMO_RUN,
+                       steps=TRAINED_STEPS, results=results, data_dir=data_dir, cache=shared_cache, progress=False)
+    result, out = run_training(req)
+    return req, result, out, results

@@ -16,7 +16,6 @@ import torch
 
 from baseline_fakes import checkpoint_dir, configure, fake_checkout
 from test_musicgen_text import CORPUS, FakeDescriptors
-from test_vidmusician_run import trained  # noqa: F401  the demo's tiny model, trained once for this module
 from vm_eval.models.identity import describe
 from vm_eval.models.vidmusician import CHECKPOINT, RANDOM_WEIGHTS, VidMusicianModel
 from vm_eval.registries import MODELS
@@ -71,7 +70,7 @@ def _same_identity(ident, model) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ VidMusician
-def test_vidmusician_identity_equals_the_loaded_models(trained):  # noqa: F811
+def test_vidmusician_identity_equals_the_loaded_models(trained):
     req, result, out, results = trained
     for args in ({"checkpoint": str(out)}, {"checkpoint": str(out / CHECKPOINT), "cfg": 2.0, "top_k": 5,
                                             "label": "variant", "stride_s": 10.0}):
@@ -88,7 +87,7 @@ def test_vidmusician_identity_equals_the_loaded_models(trained):  # noqa: F811
     assert tiny.info.extra["checkpoint_choice"] == "vidmusician-tiny-random's folder (results/train/demo-tiny)"
 
 
-def test_vidmusician_identity_loads_no_weights(trained, no_loading):  # noqa: F811
+def test_vidmusician_identity_loads_no_weights(trained, no_loading):
     req, result, out, results = trained
     ident = describe("vidmusician", {"checkpoint": str(out)}, {"results": results})
     assert no_loading["modules"] == 0
@@ -98,7 +97,7 @@ def test_vidmusician_identity_loads_no_weights(trained, no_loading):  # noqa: F8
         VidMusicianModel(checkpoint=out, results=results)
 
 
-def test_vidmusician_identity_refuses_other_frozen_parts(trained, tmp_path):  # noqa: F811
+def test_vidmusician_identity_refuses_other_frozen_parts(trained, tmp_path):
     """The checkpoint's random backbone swapped for other bytes: describe refuses as loading does, before a run
     folder would be opened."""
     from vidmusician.checkpoint import CheckpointMismatch
@@ -115,7 +114,7 @@ def test_vidmusician_identity_refuses_other_frozen_parts(trained, tmp_path):  # 
         describe("vidmusician", {"checkpoint": str(moved)}, {"results": results})
 
 
-def test_vidmusician_arguments_are_checked_as_the_constructor_does(trained):  # noqa: F811
+def test_vidmusician_arguments_are_checked_as_the_constructor_does(trained):
     req, result, out, results = trained
     with pytest.raises(RegistryError, match="does not take argument"):
         describe("vidmusician", {"checkpoint": str(out), "bogus": 1}, {"results": results})
@@ -132,7 +131,7 @@ def _train_folder(trained_out, root, mtime_s: float):
     return root / CHECKPOINT
 
 
-def test_implicit_checkpoint_choice_is_reported_once_and_recorded(trained, tmp_path, monkeypatch,  # noqa: F811
+def test_implicit_checkpoint_choice_is_reported_once_and_recorded(trained, tmp_path, monkeypatch,
                                                                    capsys):
     req, result, out, results = trained
     monkeypatch.delenv("VM_EVAL_WEIGHTS", raising=False)

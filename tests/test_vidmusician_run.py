@@ -18,17 +18,7 @@ from vm_eval.results import format_table, list_runs
 from vm_eval.runner import RunConfig, execute
 from vm_eval.train.command import TrainRequest, run_training
 
-STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory, shared_cache):
-    """The demo's tiny model, trained the way `vm-eval demo` does (fewer steps), in its own results folder."""
-    results = tmp_path_factory.mktemp("vidm-results")
-    req = TrainRequest(preset="tiny", data="demo", split="train", out=results / TRAIN_DIR / DEMO_RUN, steps=STEPS,
-                       results=results, data_dir=data_dir, cache=shared_cache, progress=False)
-    result, out = run_training(req)
-    return req, result, out, results
+from conftest import TRAINED_STEPS as STEPS
 
 
 def test_training_writes_a_checkpoint_with_identities(trained, data_dir):
