@@ -20,6 +20,11 @@ reference music, same span), "video" (the clip's frames, decoded at the extracto
 An audio extractor with ``sample_rate=None`` receives the audio at its native rate and channel count and does its
 own resampling (backbones whose reference implementation resamples in a specific way do this, and name their
 resampler in ``params``); otherwise the harness resamples with its named resampler and downmixes if ``mono``.
+
+Optional inputs (:func:`optional_inputs`): an input the clip may lack without the metric's main value losing its
+meaning. The harness then calls ``score_features`` without that key and stores the main value; the sub-scores
+that input feeds are recorded as skipped with the reason. By default every "other-audio" input is optional and
+feeds "vs-other" (a one-clip split has no donor for that null, yet its own score stands).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 INPUT_KINDS = ("audio", "reference", "video", "other-audio")
+DEFAULT_OPTIONAL = {"other-audio": ("vs-other",)}  # input kind -> the sub-scores it feeds, when not declared
 
 
 class MetricError(ValueError):
@@ -99,6 +105,20 @@ def input_kind(key: str) -> str:
     return kind
 
 
+def optional_inputs(metric: Any) -> dict[str, tuple[str, ...]]:
+    """Input keys the harness may leave out of ``feats`` -> the sub-score suffixes computed from each.
+
+    A metric declares them as a class attribute, ``optional_inputs = {"other-audio": ("vs-other",)}``; ``{}``
+    makes every input required (a clip lacking one is skipped whole). Undeclared: :data:`DEFAULT_OPTIONAL` by
+    input kind. Harness policy, not part of the metric's identity (the values computed do not change).
+    """
+    declared = getattr(metric, "optional_inputs", None)
+    if declared is None:
+        declared = {k: DEFAULT_OPTIONAL[input_kind(k)] for k in getattr(metric, "inputs", None) or {}
+                    if input_kind(k) in DEFAULT_OPTIONAL}
+    return {k: tuple(v) for k, v in declared.items()}
+
+
 class AudioExtractor(Protocol):
     info: ExtractorInfo
 
@@ -153,6 +173,7 @@ class Metric(Protocol):
 class FeatureMetric(Protocol):
     info: MetricInfo
     inputs: dict[str, AudioExtractor | VideoExtractor]
+    # may also declare `optional_inputs` (see optional_inputs()): such keys can be absent from `feats`
 
     def score_features(self, feats: dict[str, np.ndarray], ctx: ClipContext) -> float | dict[str, float]:
         ...

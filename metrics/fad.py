@@ -86,11 +86,14 @@ class FrechetAudioDistance:
     - extra: ``frames`` (generated frames pooled), ``per-clip-omitted``, ``bootstrap-bias`` (mean resampled FAD
       minus FAD), ``fad-inf``, ``fad-inf-slope``, ``fad-inf-r2`` (microsoft/fadtk score_inf: min_n 500 frames,
       25 steps, seeded by `seed`); the three FAD-inf values are NaN when there are not more than min_n frames.
+
+    `definition` names the distance in the description when the embedding has its own reference (e.g. FD-OpenL3 as
+    stable-audio-metrics computes it); by default it is "Frechet Audio Distance on <extractor> frame embeddings".
     """
 
     def __init__(self, extractor: Any, name: str | None = None, resamples: int = 200,
                  fad_inf_min_n: int = DEFAULT_MIN_N, fad_inf_steps: int = DEFAULT_STEPS,
-                 ci_method: str = "bias-shifted") -> None:
+                 ci_method: str = "bias-shifted", definition: str | None = None) -> None:
         if ci_method not in BOOTSTRAP_METHODS:
             raise ValueError(f"ci_method must be one of {BOOTSTRAP_METHODS}, got {ci_method!r}")
         self.ci_method = ci_method
@@ -107,9 +110,9 @@ class FrechetAudioDistance:
             units="",
             higher_is_better=False,
             description=(
-                f"Frechet Audio Distance on {ext.name} frame embeddings (Kilgour et al. 2019): squared Frechet "
-                "distance between the Gaussians (ddof=1) of all generated and all reference frames; CI: bootstrap "
-                "over generated clips; extra: FAD-inf (fadtk)"
+                (definition or f"Frechet Audio Distance on {ext.name} frame embeddings (Kilgour et al. 2019)")
+                + ": squared Frechet distance between the Gaussians (ddof=1) of all generated and all reference "
+                "frames; CI: bootstrap over generated clips; extra: FAD-inf (fadtk)"
                 + ("" if standard else "; NON-STANDARD stand-in embedding")
             ),
             needs_reference=True,

@@ -18,6 +18,20 @@ dropped otherwise; each window gets its own softmax distribution, the KL is take
 generated audio against window i of the reference) and averaged over the windows. stable-audio-metrics instead
 uses 10 s windows with a 5 s hop, averages logits over windows and takes one softmax per clip; only its direction
 is offered here ("gen-ref"), with audiocraft's windowing, and the name says so.
+
+Sigmoid variant (hkchengrex/av-benchmark ``av_bench/metrics/kl.py``, ``compute_kl``'s ``kl_sigmoid``, offered there
+beside the softmax one for multi-label clips): torch's ``kl_div`` on the LOG-SIGMOIDS of the generated and the
+reference logits (``log_target=True``), summed over classes and clips and divided by the number of clips; per pair
+
+    "ref-gen":  sum_c s_ref[c] * (log s_ref[c] - log s_gen[c]),    s = sigmoid(logits), log s = log-sigmoid (exact)
+
+and the mean over pairs. The sigmoid outputs are NOT renormalised and the Bernoulli complement terms
+(1 - s) log((1 - s) / (1 - s')) are NOT included: it is the sum over classes of the positive-label terms only, so,
+unlike a divergence, it can be negative (s_ref = 0.5, s_gen = 0.9 gives 0.5 log(5/9) < 0); it is 0 for identical
+logits. No eps (av-benchmark takes log-sigmoid of the logits). av-benchmark applies it to one row per clip (PANN
+16 kHz on the whole clip, PaSST on the first 10 s zero-padded); here it runs per window with audiocraft's windowing
+like the softmax variant, and the name (``kl-sigmoid-...-w10s``) says so; for clips of at most 10 s the PaSST
+window is the same audio, unpadded.
 """
 from __future__ import annotations
 
@@ -28,6 +42,7 @@ import numpy as np
 from metrics.base import ClipContext, MetricError, MetricInfo
 
 DIRECTIONS = ("ref-gen", "gen-ref")
+ACTIVATIONS = ("softmax", "sigmoid")
 DEFAULT_EPS = 1e-6
 MIN_WINDOW_S = 0.15  # audiocraft PasstKLDivergenceMetric: min_duration
 
@@ -54,6 +69,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def log_sigmoid(logits: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) = -log(1 + exp(-x)), float64, exact for large |x| (as torch.nn.functional.logsigmoid)."""
+    return -np.logaddexp(0.0, -np.asarray(logits, np.float64))
+
+
+def _pair(p_logits_ref: np.ndarray, q_logits_gen: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(target, pred) logits for `direction`, validated: same shape [..., C], at least one pair."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    p, q = np.asarray(p_logits_ref), np.asarray(q_logits_gen)
+    if p.shape != q.shape or p.ndim == 0 or p.shape[-1] < 1:
+        raise ValueError(f"reference and generated logits must have the same shape [..., C], got {p.shape}, {q.shape}")
+    if p.size == 0:
+        raise ValueError("no windows to compare")
+    return (p, q) if direction == "ref-gen" else (q, p)
+
+
+def kl_divergence_sigmoid(p_logits_ref: np.ndarray, q_logits_gen: np.ndarray, direction: str = "ref-gen") -> float:
+    """av-benchmark's ``kl_sigmoid`` (module docstring): mean over pairs of sum_c s_t (log s_t - log s_p), with s =
+    sigmoid of the target's (t) and the prediction's (p) logits; "ref-gen": target = reference (av-benchmark's
+    KL(gt || generated)), "gen-ref": target = generated. Logits ``[..., C]``, every leading index one pair."""
+    target, pred = _pair(p_logits_ref, q_logits_gen, direction)
+    log_t, log_p = log_sigmoid(target), log_sigmoid(pred)
+    return float(np.mean((np.exp(log_t) * (log_t - log_p)).sum(axis=-1)))
+
+
 def kl_divergence(p_logits_ref: np.ndarray, q_logits_gen: np.ndarray, direction: str = "ref-gen",
                   eps: float = DEFAULT_EPS) -> float:
     """Mean KL divergence (nats) between softmax(reference logits) and softmax(generated logits).
@@ -63,15 +104,7 @@ def kl_divergence(p_logits_ref: np.ndarray, q_logits_gen: np.ndarray, direction:
     KL by the number of segments. ``direction``: "ref-gen" = KL(ref || gen) (audiocraft, audioldm_eval), "gen-ref" =
     KL(gen || ref) (stable-audio-metrics); `eps` goes inside the log of the second distribution (module docstring).
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    p, q = np.asarray(p_logits_ref), np.asarray(q_logits_gen)
-    if p.shape != q.shape or p.ndim == 0 or p.shape[-1] < 1:
-        raise ValueError(f"reference and generated logits must have the same shape [..., C], got {p.shape}, {q.shape}")
-    if p.size == 0:
-        raise ValueError("no windows to compare")
-    p_ref, p_gen = softmax(p), softmax(q)
-    target, pred = (p_ref, p_gen) if direction == "ref-gen" else (p_gen, p_ref)
+    target, pred = (softmax(x) for x in _pair(p_logits_ref, q_logits_gen, direction))
     with np.errstate(divide="ignore", invalid="ignore"):
         t_log_t = np.where(target > 0, target * np.log(np.where(target > 0, target, 1.0)), 0.0)
     per_pair = (t_log_t - target * np.log(pred + eps)).sum(axis=-1)
@@ -95,32 +128,41 @@ class KLDivergence:
     two agree when all clips have the same number of windows. Units nats; lower is better. MetricError when the
     pair has no common window (audio of 0.15 s or less).
 
+    ``activation="sigmoid"``: av-benchmark's sigmoid form per window instead (kl_divergence_sigmoid; no eps; can
+    be negative, see the module docstring), named ``kl-sigmoid-<label>-...``.
+
     The name is ``kl-<label>-<direction>-w<window_s>s``; ``label`` names the classifier (default: its extractor
     name), so the registered names (``kl-passt-ref-gen-w10s``) still state the direction and the windowing.
     """
 
     def __init__(self, classifier: Any, direction: str = "ref-gen", window_s: float = 10.0,
-                 eps: float = DEFAULT_EPS, label: str | None = None) -> None:
+                 eps: float = DEFAULT_EPS, label: str | None = None, activation: str = "softmax") -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         stated = (getattr(classifier.info, "params", None) or {}).get("window_s")
         if stated is not None and float(stated) != float(window_s):
             raise ValueError(f"classifier {classifier.info.name} windows {stated} s, metric asked for {window_s} s")
         self.classifier = classifier
         self.direction = direction
         self.window_s = float(window_s)
-        self.eps = float(eps)
+        self.activation = activation
+        self.eps = float(eps) if activation == "softmax" else None
         self.inputs = {"audio": classifier, "reference": classifier}
         name = classifier.info.name
+        sigmoid = activation == "sigmoid"
+        form = {"ref-gen": "KL(ref || gen)", "gen-ref": "KL(gen || ref)"}[direction]
         self.info = MetricInfo(
-            name=f"kl-{label or name}-{direction}-w{self.window_s:g}s",
+            name=f"kl-{'sigmoid-' if sigmoid else ''}{label or name}-{direction}-w{self.window_s:g}s",
             version=1,
             units="nats",
             higher_is_better=False,
             description=(
-                f"KL divergence {'KL(ref || gen)' if direction == 'ref-gen' else 'KL(gen || ref)'} between softmax "
-                f"{name} label distributions, per {self.window_s:g} s non-overlapping window, mean over windows "
-                "(audiocraft kld.py windowing)"
+                (f"av-benchmark's sigmoid {form}: sum over classes of s log(s / s') on sigmoid {name} outputs (not "
+                 "renormalised, can be negative)" if sigmoid else
+                 f"KL divergence {form} between softmax {name} label distributions")
+                + f", per {self.window_s:g} s non-overlapping window, mean over windows (audiocraft kld.py windowing)"
             ),
             needs_reference=True,
             params={
@@ -128,9 +170,11 @@ class KLDivergence:
                 "window_s": self.window_s,
                 "min_window_s": MIN_WINDOW_S,
                 "windowing": "non-overlapping; last partial window unpadded if > min_window_s, else dropped",
-                "activation": "softmax",
+                "activation": activation,
                 "eps": self.eps,
                 "reduction": "mean over the common windows of the per-window KL",
+                **({"form": "sum_c s_t (log s_t - log s_p), s = sigmoid, not renormalised (av-benchmark kl_sigmoid)"}
+                   if sigmoid else {}),
             },
             backbone=classifier.info.backbone,
             standard=bool(getattr(classifier, "standard", True)),
@@ -149,4 +193,6 @@ class KLDivergence:
                               f"(generated {gen.shape[0]}, reference {ref.shape[0]} windows)")
         if not (np.all(np.isfinite(gen[:k])) and np.all(np.isfinite(ref[:k]))):
             raise MetricError("classifier logits contain NaN or infinite values")
+        if self.activation == "sigmoid":
+            return kl_divergence_sigmoid(ref[:k], gen[:k], self.direction)
         return kl_divergence(ref[:k], gen[:k], self.direction, self.eps)

@@ -71,6 +71,16 @@ PIPC=("${PIP[@]}" -c "$CONSTRAINTS")
 # Metric backbones' upstream model code (weights are never downloaded by the install): torchvggish 0.2 is an
 # sdist whose declared deps would re-resolve torch; hear21passt declares timm/torchaudio ranges we already satisfy.
 "${PIPC[@]}" --no-deps "torchvggish==0.2" "hear21passt==0.0.26"
+# torchopenl3 1.0.1 (a torch port of OpenL3's network): the tests check metrics/backbones/openl3.py layer for layer
+# against it. Its declared resampy<0.3 would downgrade resampy; what it imports is here, plus six.
+"${PIPC[@]}" --no-deps "torchopenl3==1.0.1" six
+
+# ImageBind (imagebind-score): imagebind-unofficial 0.1.1 is facebookresearch/ImageBind main, file for file. Its
+# declared deps would bring torchvision/torchaudio/decord builds of their own: install it without them and add what
+# it really imports (`import imagebind` imports imagebind.data, hence pytorchvideo, and iopath + portalocker; timm,
+# ftfy, regex, einops are already here). pytorchvideo 0.1.5 imports a torchvision module renamed since: the
+# import-time alias lives in vm_eval/compat.py.
+"${PIPC[@]}" --no-deps "imagebind-unofficial==0.1.1" "pytorchvideo==0.1.5" "iopath==0.1.10" portalocker
 
 # madmom 0.16.1 compiles Cython against numpy at build time and imports pkg_resources (gone in setuptools 81):
 # build it in this environment, not an isolated one.

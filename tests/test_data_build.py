@@ -1,16 +1,22 @@
 """`vm-eval data build`: cutting, reference extraction, splits, categories, skipping bad files, ids."""
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_check import truncated_faststart
 
+from vm_eval.cli import build_parser, main
+from vm_eval.data import check
 from vm_eval.data.build import (
-    BuildError, assign_split, build_dataset, clip_spans, find_videos, parse_category, source_id,
+    WINDOW_TOLERANCE_S, BuildError, assign_split, build_dataset, clip_spans, find_videos, parse_category,
+    source_id, window_spans,
 )
+from vm_eval.data.check import check_manifest, format_problems
 from vm_eval.data.manifest import load_manifest
 from vm_eval.media import Audio, load_audio, probe_video, write_video
 
@@ -19,9 +25,12 @@ SR = 16000
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
-def make_video(path: Path, seconds: float, audio: str | None = "tone", seed: int = 0) -> Path:
-    """A 64x64 clip at 25 fps; audio: 'tone' (stereo noise+tone), 'silent' (zeros) or None (no track)."""
-    n = round(seconds * FPS)
+def make_video(path: Path, seconds: float | None = None, audio: str | None = "tone", seed: int = 0,
+               fps: float = FPS, n_frames: int | None = None) -> Path:
+    """A 64x64 clip of `seconds` (or exactly `n_frames` frames) at `fps`; audio: 'tone' (stereo noise+tone),
+    'silent' (zeros) or None (no track)."""
+    n = round(seconds * fps) if n_frames is None else n_frames
+    seconds = n / fps
     frames = np.zeros((n, 64, 64, 3), np.uint8)
     frames[..., 1] = (np.arange(n) * 7 % 256)[:, None, None]
     track = None
@@ -34,7 +43,7 @@ def make_video(path: Path, seconds: float, audio: str | None = "tone", seed: int
         else:
             track = Audio(np.zeros((1, t.size)), SR)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_video(path, frames, FPS, audio=track)
+    return write_video(path, frames, fps, audio=track)
 
 
 # ------------------------------------------------------------------------------------------ pure helpers
@@ -52,6 +61,31 @@ def test_clip_spans_equal_cuts_without_tail():
         assert all(s1[1] == s2[0] for s1, s2 in zip(spans, spans[1:]))
         lengths = [b - a for a, b in spans]
         assert max(lengths) - min(lengths) <= 0.0015  # equal up to ms rounding: no tiny tail
+
+
+def test_clip_spans_absorb_rounded_container_durations():
+    assert clip_spans(30.04, 30.0) == [(0.0, 30.0)]  # BGM909's 30 s videos: one clip, trimmed to the window
+    assert clip_spans(30.5, 30.0) == [(0.0, 30.0)]  # the tolerance is inclusive
+    assert clip_spans(30.6, 30.0) == [(0.0, 15.3), (15.3, 30.6)]  # really longer: equal cuts, as before
+    assert clip_spans(60.04, 30.0) == [(0.0, 30.0), (30.0, 60.0)]  # whole clips plus rounding, not 3 x 20.013
+    assert clip_spans(30.04, 30.0, tolerance_s=0.0) == [(0.0, 15.02), (15.02, 30.04)]  # without: the old cut
+    for bad in (-0.1, 30.0, float("nan")):
+        with pytest.raises(BuildError, match="tolerance"):
+            clip_spans(40.0, 30.0, tolerance_s=bad)
+
+
+def test_window_spans_fixed_length_hop_and_tail():
+    hop5 = [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0), (15.0, 25.0), (20.0, 30.0)]
+    assert window_spans(30.04, 10.0, 5.0) == hop5
+    assert window_spans(27.0, 10.0) == [(0.0, 10.0), (10.0, 20.0)]  # the 7 s tail is dropped
+    assert window_spans(30.0, 5.0, 10.0) == [(0.0, 5.0), (10.0, 15.0), (20.0, 25.0)]  # hop > window: gaps
+    # 899 frames at 29.97 fps last 29.997 s: the last window misses 3 ms (within the tolerance) and ends there
+    assert window_spans(899 / (30000 / 1001), 10.0) == [(0.0, 10.0), (10.0, 20.0), (20.0, 29.996)]
+    assert window_spans(899 / (30000 / 1001), 10.0, tolerance_s=0.0) == [(0.0, 10.0), (10.0, 20.0)]
+    assert window_spans(29.4, 10.0) == [(0.0, 10.0), (10.0, 20.0)]  # 0.6 s missing: beyond the tolerance
+    assert window_spans(9.0, 10.0) == [] and window_spans(9.6, 10.0) == [(0.0, 9.6)]
+    dense = window_spans(12.0, 10.0, 0.1)  # no shortened windows after the one that reaches the end
+    assert len(dense) == 21 and dense[-1] == (2.0, 12.0) and all(round(b - a, 3) == 10.0 for a, b in dense)
 
 
 def test_source_id_sanitising():
@@ -240,7 +274,7 @@ def test_find_videos_sorted_and_filtered(corpus):
 def test_ids_are_valid_and_splits_do_not_straddle(tmp_path):
     src = tmp_path / "videos"
     for i in range(8):
-        make_video(src / f"set #{i}" / f"clip ({i}).mp4", 2.4, audio=None)
+        make_video(src / f"set #{i}" / f"clip ({i}).mp4", 2.7, audio=None)  # 2.72 s: 3 clips of 0.907 s
     report = build_dataset(src, tmp_path / "m.jsonl", max_clip_s=1.0)
     assert len(report.clips) == 8 * 3
     splits: dict[str, set[str]] = {}
@@ -249,3 +283,88 @@ def test_ids_are_valid_and_splits_do_not_straddle(tmp_path):
         splits.setdefault(c.id.rsplit("-", 1)[0], set()).add(c.split)
     assert all(len(s) == 1 for s in splits.values())
     assert {c.split for c in report.clips} <= {"train", "val", "test"}
+
+
+# ------------------------------------------------------------------ real test sets: rounding, windows, splits
+
+
+def _by_source(clips) -> dict[str, list[tuple[float, float]]]:
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for c in sorted(clips, key=lambda c: c.id):
+        spans.setdefault(c.id.rsplit("-", 1)[0], []).append((c.start, c.end))
+    return spans
+
+
+@pytest.fixture(scope="module")
+def real_set(tmp_path_factory) -> tuple[Path, Path]:
+    """Videos of about 30 s as containers report them, at 25, 29.97 and 23.976 fps; a decode-probe cache."""
+    root = tmp_path_factory.mktemp("real")
+    make_video(root / "bgm.mp4", n_frames=751)  # 30.04 s, as BGM909's 30 s videos report
+    make_video(root / "long.mp4", n_frames=765, audio=None)  # 30.6 s: really longer than one clip
+    make_video(root / "ntsc.mp4", n_frames=899, fps=30000 / 1001, audio=None)  # 29.997 s
+    make_video(root / "film.mp4", n_frames=720, fps=24000 / 1001, audio=None)  # 30.03 s
+    return root, tmp_path_factory.mktemp("probe-cache")
+
+
+def test_rounded_container_durations_and_odd_rates(real_set, tmp_path, monkeypatch):
+    root, cache = real_set
+    durations = {p.stem: round(probe_video(p).duration_s, 4) for p in find_videos(root)}
+    assert durations == {"bgm": 30.04, "film": 30.03, "long": 30.6, "ntsc": 29.9966}
+    report = build_dataset(root, tmp_path / "m.jsonl", cache=cache)
+    assert report.skipped == []
+    assert _by_source(report.clips) == {
+        "bgm": [(0.0, 30.0)], "film": [(0.0, 30.0)], "ntsc": [(0.0, 29.996)],
+        "long": [(0.0, 15.3), (15.3, 30.6)],
+    }
+    assert [c.reference for c in report.clips if c.id == "bgm-000"] == ["music/bgm.wav"]
+    # `data check` accepts them all (no false truncation at 23.976 or 29.97 fps), reusing build's probes
+    probed = []
+    monkeypatch.setattr(check, "probe_decodable", lambda p: probed.append(p))
+    _, problems = check_manifest(report.manifest, cache=cache)
+    assert problems == [], format_problems(problems)
+    assert probed == []
+
+
+def test_cli_windows_one_split_and_ratios(real_set, tmp_path, monkeypatch, capsys):
+    root, cache = real_set
+    monkeypatch.setenv("VM_EVAL_CACHE", str(cache))
+    out = tmp_path / "w.jsonl"
+    base = ["data", "build", str(root), "--out", str(out), "--no-reference"]
+    assert main([*base, "--window", "10", "--hop", "5", "--split", "test"]) == 0
+    clips = load_manifest(out).clips
+    assert {c.split for c in clips} == {"test"}
+    grid = [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0), (15.0, 25.0), (20.0, 30.0)]  # tails past 30 s dropped
+    ntsc = [*grid[:-1], (20.0, 29.996)]  # 29.997 s: the last window misses 3 ms, within the tolerance
+    assert _by_source(clips) == {"bgm": grid, "film": grid, "long": grid, "ntsc": ntsc}
+    assert sorted(c.id for c in clips if c.id.startswith("bgm-")) == [f"bgm-{k:03d}" for k in range(5)]
+
+    assert main([*base, "--split-ratios", "0,1,0"]) == 0
+    assert {c.split for c in load_manifest(out).clips} == {"val"}
+    capsys.readouterr()
+    for bad in (["--split-ratios", "1,0"], ["--hop", "5"], ["--split", "a/b"], ["--window", "40"]):
+        assert main([*base, *bad]) == 2
+        assert capsys.readouterr().err.startswith("error: ")
+    with pytest.raises(SystemExit):  # argparse: mutually exclusive options
+        main([*base, "--split", "test", "--split-ratios", "1,0,0"])
+    with pytest.raises(SystemExit):
+        main([*base, "--window", "10", "--max-clip-seconds", "20"])
+
+
+def test_build_help_documents_every_option():
+    sub = build_parser()
+    for name in ("data", "build"):
+        sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    assert all(a.help for a in sub._actions), [a.dest for a in sub._actions if not a.help]
+    text = sub.format_help()
+    assert "0.5" in text and "30.04" in text and "dropped" in text
+    assert sub.parse_args([".", "--out", "m.jsonl"]).window_tolerance == WINDOW_TOLERANCE_S
+
+
+def test_build_skips_a_truncated_video_with_its_reason(tmp_path):
+    src = tmp_path / "videos"
+    make_video(src / "good.mp4", 1.0)
+    truncated_faststart(make_video(tmp_path / "whole.mp4", 9.04), src / "cut.mp4")
+    report = build_dataset(src, tmp_path / "m.jsonl", with_reference=False)
+    assert [c.id for c in report.clips] == ["good-000"]  # not a 9.04 s clip of which 70% is one frozen frame
+    reason = dict(report.skipped)[str(src / "cut.mp4")]
+    assert reason.startswith("truncated video: it decodes") and "of the 9.040 s its header declares" in reason

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vm_eval.cli import main
+from vm_eval.data import check
 from vm_eval.data.build import build_dataset
 from vm_eval.data.check import Problem, check_manifest, format_problems
-from vm_eval.media import Audio, write_video, write_wav
+from vm_eval.media import Audio, probe_video, write_video, write_wav
 
 FPS = 25
 SR = 16000
@@ -29,6 +32,25 @@ def tone(seconds: float, silent_from: float | None = None) -> Audio:
     if silent_from is not None:
         x[t >= silent_from] = 0.0
     return Audio(np.stack([x, x]), SR)
+
+
+def truncated_faststart(src: Path, dst: Path, keep: float = 0.3) -> Path:
+    """`src` remuxed with its index first (mp4 faststart, as files are served for streaming), then cut to
+    `keep` of its bytes as an interrupted download leaves it: the header still declares the whole duration."""
+    import av
+
+    whole = dst.with_name(dst.stem + ".whole.mp4")
+    faststart = {"movflags": "faststart"}
+    with av.open(str(src)) as i, av.open(str(whole), "w", format="mp4", options=faststart) as o:
+        outs = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for pkt in i.demux():
+            if pkt.dts is not None:  # the demuxer's flush packets carry no data
+                pkt.stream = outs[pkt.stream.index]
+                o.mux(pkt)
+    data = whole.read_bytes()
+    whole.unlink()
+    dst.write_bytes(data[: int(len(data) * keep)])
+    return dst
 
 
 def row(cid: str, video: str, start: float, end: float, reference: str | None = None, **kw) -> dict:
@@ -149,3 +171,40 @@ def test_parquet_manifest(media):
     manifest, problems = check_manifest(path)
     assert len(manifest.clips) == 2
     assert [(p.clip_id, p.kind) for p in problems] == [("beyond-000", "span-beyond-video")]
+
+
+def test_truncated_video_is_reported_and_its_decode_probe_cached(tmp_path, monkeypatch, capsys):
+    whole = make_video(tmp_path / "whole.mp4", 9.04)  # 226 frames at 25 fps, with a soundtrack
+    truncated_faststart(whole, tmp_path / "cut.mp4")
+    assert probe_video(tmp_path / "cut.mp4").duration_s == pytest.approx(9.04)  # the header cannot tell
+    path = write_jsonl(tmp_path / "m.jsonl", [
+        row("cut-000", "cut.mp4", 0.0, 9.04),
+        row("head-000", "cut.mp4", 0.0, 1.0),  # what decodes of a truncated file is fine
+        row("whole-000", "whole.mp4", 0.0, 9.04),
+    ])
+    probed = []
+    real_probe = check.probe_decodable
+    monkeypatch.setattr(check, "probe_decodable", lambda p: probed.append(Path(p).name) or real_probe(p))
+    cache = tmp_path / "cache"
+
+    _, problems = check_manifest(path, cache=cache)
+    got = [(p.clip_id, p.kind) for p in problems]
+    assert got == [("cut-000", "truncated-video")], format_problems(problems)
+    msg = problems[0].message
+    m = re.search(r"decodes (\d+) frames, to ([\d.]+) s, of the 9\.040 s its header declares", msg)
+    assert m and int(m.group(1)) < 226 * 0.5 and float(m.group(2)) < 9.04 * 0.5, msg
+    assert "the clip ends at 9.040 s" in msg and "cut.mp4" in msg
+    assert sorted(probed) == ["cut.mp4", "whole.mp4"]
+
+    # Cached by content: the CLI's second check (cache from VM_EVAL_CACHE) decodes neither file to its end.
+    monkeypatch.setenv("VM_EVAL_CACHE", str(cache))
+    assert main(["data", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "truncated-video (1):" in out and "cut-000" in out
+    assert len(probed) == 2
+
+    # An entry that cannot be read is recomputed, never trusted.
+    for entry in (cache / check.PROBE_DIR).rglob("*.json"):
+        entry.write_text("{torn")
+    _, again = check_manifest(path, cache=cache)
+    assert again == problems and len(probed) == 4

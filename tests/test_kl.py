@@ -8,7 +8,7 @@ import pytest
 
 import vm_eval  # noqa: F401  first: installs the torchvision shim audiocraft needs on a CPU machine
 from metrics.base import ClipContext, ExtractorInfo, MetricError
-from metrics.kl import KLDivergence, kl_divergence, softmax, split_windows
+from metrics.kl import KLDivergence, kl_divergence, kl_divergence_sigmoid, log_sigmoid, softmax, split_windows
 
 SR = 8000
 CLASSES = 12
@@ -179,8 +179,60 @@ def test_registered_kl_metrics_carry_their_registry_names(monkeypatch, tmp_path)
     monkeypatch.setattr("metrics.backbones.pann.PannClassifier", toy)
     monkeypatch.setattr("vm_eval.weights.require", lambda name: tmp_path / name)
     entries = [e for e in METRICS.entries() if e.family == "kl"]
-    assert len(entries) == 4
+    assert len(entries) == 6
     for entry in entries:
         m = build(entry)
         assert m.info.name == entry.name
         assert entry.name.endswith(f"-{m.metric.direction}-w10s") and m.metric.window_s == 10.0
+        assert m.metric.activation == ("sigmoid" if entry.name.startswith("kl-sigmoid-") else "softmax")
+    assert {e.name for e in entries if e.name.startswith("kl-sigmoid-")} == {"kl-sigmoid-passt-ref-gen-w10s",
+                                                                              "kl-sigmoid-pann-ref-gen-w10s"}
+
+
+def test_sigmoid_matches_av_benchmark_formula():
+    """av-benchmark compute_kl's kl_sigmoid: torch kl_div on the log-sigmoids of generated and reference logits,
+    log_target=True, summed over classes and clips, divided by the number of clips; and its numpy form."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(4)
+    ref, gen = rng.standard_normal((7, 527)) * 3, rng.standard_normal((7, 527)) * 3 - 1.0
+    tr, tg = torch.from_numpy(ref), torch.from_numpy(gen)
+    want = (F.kl_div(F.logsigmoid(tg), F.logsigmoid(tr), reduction="sum", log_target=True) / len(tg)).item()
+    assert kl_divergence_sigmoid(ref, gen, "ref-gen") == pytest.approx(want, rel=1e-12)
+    s_ref, s_gen = 1 / (1 + np.exp(-ref)), 1 / (1 + np.exp(-gen))
+    assert kl_divergence_sigmoid(ref, gen) == pytest.approx(
+        np.mean(np.sum(s_ref * (np.log(s_ref) - np.log(s_gen)), axis=-1)), rel=1e-10)
+    assert kl_divergence_sigmoid(ref, gen, "gen-ref") == pytest.approx(kl_divergence_sigmoid(gen, ref), rel=1e-15)
+
+
+def test_sigmoid_hand_computed_and_sign():
+    # s_ref = (1/2, 1/2), s_gen = (9/10, 1/2): 1/2 log((1/2) / (9/10)) + 1/2 log 1 = 1/2 log(5/9) < 0: not a divergence
+    ref, gen = np.array([0.0, 0.0]), np.array([math.log(9.0), 0.0])
+    assert kl_divergence_sigmoid(ref, gen) == pytest.approx(0.5 * math.log(5 / 9), rel=1e-12)
+    assert kl_divergence_sigmoid(ref, gen) < 0
+    a = np.random.default_rng(2).standard_normal((3, 20))
+    assert kl_divergence_sigmoid(a, a) == 0.0  # identical logits: exactly 0 (no eps)
+    assert math.isfinite(kl_divergence_sigmoid(np.array([[1000.0, -1000.0]]), np.array([[-1000.0, 1000.0]])))
+    np.testing.assert_allclose(log_sigmoid(np.array([-800.0, 0.0, 800.0])), [-800.0, -math.log(2.0), 0.0])
+    with pytest.raises(ValueError):
+        kl_divergence_sigmoid(a, a[:, :5])
+
+
+def test_sigmoid_metric_is_named_apart_and_softmax_identity_is_unchanged():
+    clf = ToyClassifier()
+    soft, sig = KLDivergence(clf), KLDivergence(clf, activation="sigmoid")
+    assert sig.info.name == "kl-sigmoid-toyclf-ref-gen-w10s" and soft.info.name == "kl-toyclf-ref-gen-w10s"
+    assert sig.info.params["activation"] == "sigmoid" and sig.info.params["eps"] is None and "form" in sig.info.params
+    # the softmax metric's identity keeps exactly its former parameters (stored scores keep their key)
+    assert soft.info.params == {"direction": "ref-gen", "window_s": 10.0, "min_window_s": 0.15,
+                                "windowing": "non-overlapping; last partial window unpadded if > min_window_s, "
+                                             "else dropped",
+                                "activation": "softmax", "eps": 1e-6,
+                                "reduction": "mean over the common windows of the per-window KL"}
+    assert sig.info.key("r", sig.inputs) != soft.info.key("r", soft.inputs)
+    with pytest.raises(ValueError):
+        KLDivergence(clf, activation="relu")
+    ref, gen = clf(music(3, 25.0), SR), clf(music(4, 25.0), SR)
+    assert sig.score_features({"audio": gen, "reference": ref}, CTX) == kl_divergence_sigmoid(ref, gen)
+    assert sig.score_features({"audio": ref, "reference": ref}, CTX) == 0.0

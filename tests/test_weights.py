@@ -1,4 +1,5 @@
-"""Checkpoint lookup order, identity hashes and the missing-weights message, in an isolated file system."""
+"""Checkpoint lookup order, identity hashes, the missing-weights message, the default weights folder and the lock
+file's checks (verified, changed files refused), in an isolated file system."""
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,7 @@ def test_weights_folder_is_found(isolated):
     put(isolated / "t5-base", T5)
     loc = W.locate("t5-base")
     assert loc.path == isolated / "t5-base"
-    assert loc.via == "VM_EVAL_WEIGHTS"
+    assert loc.via == "weights folder"
     assert W.require("t5-base") == isolated / "t5-base"
 
 
@@ -68,7 +69,7 @@ def test_incomplete_folder_is_not_found(isolated):
 def test_one_file_checkpoint_at_the_top_of_the_weights_folder(isolated):
     put(isolated, {VGGISH_FILE: b"vggish"})
     loc = W.locate("vggish")
-    assert loc.path == isolated / VGGISH_FILE and loc.via == "VM_EVAL_WEIGHTS"
+    assert loc.path == isolated / VGGISH_FILE and loc.via == "weights folder"
 
 
 def test_identity_follows_the_bytes(isolated):
@@ -172,3 +173,75 @@ def test_torch_hub_cache_is_searched(isolated, tmp_path):
     loc = W.locate("vggish")
     assert loc.path == f and loc.via == "torch hub cache"
     assert W.identity("vggish")["sha256"] == hashlib.sha256(b"hub copy").hexdigest()
+
+
+def lock(root: Path, name: str, files: dict[str, bytes]) -> None:
+    """Records as `vm-eval weights download` writes them."""
+    for f, data in files.items():
+        W.record_lock(root, name, f, {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                      "source": "test", "time": "2024-01-01T00:00:00+00:00"})
+
+
+def test_default_weights_folder_when_the_variable_is_unset(isolated, tmp_path, monkeypatch):
+    monkeypatch.delenv("VM_EVAL_WEIGHTS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert W.weights_root() == tmp_path / "xdg" / "vm-eval" / "weights"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert W.weights_root() == tmp_path / "home" / ".cache" / "vm-eval" / "weights"
+    folder = put(W.weights_root() / "t5-base", T5)
+    loc = W.locate("t5-base")
+    assert loc.path == folder and loc.via == "weights folder"
+    with pytest.raises(W.WeightsMissing, match="default weights folder; set VM_EVAL_WEIGHTS"):
+        W.require("vggish")
+
+
+def test_verified_only_when_every_file_matches_the_lock(isolated):
+    folder = put(isolated / "t5-base", T5)
+    assert W.locate("t5-base", verify=True).verified is None  # not downloaded by vm-eval: nothing to compare with
+    lock(isolated, "t5-base", {k: v for k, v in T5.items() if k != "spiece.model"})
+    assert W.locate("t5-base", verify=True).verified is None  # one file without a record
+    lock(isolated, "t5-base", T5)
+    loc = W.locate("t5-base", verify=True)
+    assert loc.verified is True and loc.path == folder
+    assert W.locate("t5-base").verified is None  # without verify only sizes are compared
+
+
+def test_a_changed_file_is_refused_naming_both_hashes(isolated):
+    folder = put(isolated / "t5-base", T5)
+    lock(isolated, "t5-base", T5)
+    (folder / "model.safetensors").write_bytes(b"weights-bytez")  # same size
+    assert W.locate("t5-base").path == folder  # a stat cannot tell; availability listings stay cheap
+    with pytest.raises(W.WeightsChanged) as e:
+        W.require("t5-base")
+    msg = str(e.value)
+    assert hashlib.sha256(b"weights-bytes").hexdigest() in msg and hashlib.sha256(b"weights-bytez").hexdigest() in msg
+    assert "vm-eval weights download t5-base" in msg and not isinstance(e.value, W.WeightsMissing)
+    (folder / "model.safetensors").write_bytes(b"longer weights")
+    loc = W.locate("t5-base")
+    assert loc.path is None and "changed since it was downloaded" in loc.changed
+    put(folder, T5)  # the recorded bytes again
+    assert W.require("t5-base") == folder and W.locate("t5-base", verify=True).verified
+
+
+def test_an_unreadable_lock_is_a_user_error(isolated):
+    put(isolated / "t5-base", T5)
+    (isolated / W.LOCK_FILE).write_text("{not json")
+    with pytest.raises(W.UserError, match=r"weights\.lock\.json is unreadable"):
+        W.locate("t5-base")
+
+
+def test_listing_shows_absent_present_and_verified(isolated, capsys):
+    from vm_eval.cli import main
+
+    put(isolated / "t5-base", T5)
+    lock(isolated, "t5-base", T5)
+    put(isolated / "vggish", {VGGISH_FILE: b"vggish"})
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    state = {line.split()[0]: lines[i + 1] for i, line in enumerate(lines) if line[:1].strip() and
+             line.split()[0] in W.KNOWN}  # each checkpoint's line, then its files and state
+    assert "present (weights folder" in state["t5-base"] and "verified: sha256 matches the lock" in state["t5-base"]
+    assert "not verified" in state["vggish"]
+    assert all(state[n].endswith("absent") for n in W.KNOWN if n not in ("t5-base", "vggish"))
+    assert str(isolated / W.LOCK_FILE) in out

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--dataset", default="demo", help="dataset name under the data folder, or a manifest path")
     p.add_argument("--model-args", default="", help="k=v,... passed to the model; part of the run's identity")
-    p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
+    p.add_argument("--metrics", help="comma-separated metric names and @sets of published tables, e.g. @vidmuse "
+                   "(see `vm-eval metrics --set NAME`; default: every metric that can run here)")
     p.add_argument("--batch-size", type=int, default=1, help="clips per model call (results do not depend on it)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where the work runs: local (generation in this process, scoring in worker processes; "
@@ -85,25 +86,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
 
     sub.add_parser("models", help="registered models: what each needs, whether it can run here")
-    sub.add_parser("metrics", help="registered metrics: identity, units, direction, whether it can run here")
-    sub.add_parser("weights", help="every pretrained checkpoint the suite knows, where it is looked for, if present")
+    p = sub.add_parser("metrics", help="registered metrics: identity, units, direction, whether it can run here")
+    from vm_eval.metric_sets import SETS  # names only: the module imports nothing heavy
+
+    p.add_argument("--set", metavar="NAME", help=f"list a metric set matching a published table ({', '.join(SETS)}): "
+                   "its paper, each column's metric and notes, and whether each can run here; run it with "
+                   "`vm-eval run --metrics @NAME` (or ablate --metrics @NAME)")
+
+    p = sub.add_parser("weights", help="every pretrained checkpoint the suite knows: where it is looked for, whether it "
+                       "is present and verified; `weights download` fetches them",
+                       description="List every known checkpoint: where it is looked for, absent or present, and "
+                       "verified when its files match the sha256 recorded in the weights folder's lock file when "
+                       "`vm-eval weights download` fetched them (a changed file is refused: exit code 1).")
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+    w = wsub.add_parser(
+        "download", help="fetch checkpoints into the weights folder: licence and size first, resumable, sha256 locked",
+        description=(
+            "Fetch pretrained checkpoints into the weights folder ($VM_EVAL_WEIGHTS, default\n"
+            "~/.cache/vm-eval/weights): hub ones through huggingface_hub (HF_ENDPOINT, HF_TOKEN and the Hugging\n"
+            "Face cache apply; a cached file is linked, not fetched again), URL ones with urllib. Each\n"
+            "checkpoint's licence and sizes are printed before anything is fetched. A cut connection resumes with\n"
+            "a Range request, and a URL file left as <file>.part by an interrupted command resumes from there\n"
+            "(huggingface_hub keeps no partial file: an interrupted hub file starts over). A file gets its name\n"
+            "only when complete, and its sha256 goes into weights.lock.json, which every later load checks.\n"
+            "Offline (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1, as `make` sets) nothing is fetched and one line\n"
+            "per checkpoint says what to fetch where; the command does not override that:\n"
+            "`HF_HUB_OFFLINE=0 vm-eval weights download ...` does, for that command. Exit code 0 when every\n"
+            "checkpoint asked for is present afterwards (with --dry-run: when every one can be fetched)."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  vm-eval weights download --for fad-vggish clap-caption   what two metrics need\n"
+        "  vm-eval weights download musicgen-medium --dry-run       licence, sizes, target; nothing fetched\n"
+        "  vm-eval weights download --all")
+    w.add_argument("names", nargs="*", metavar="NAME", help="checkpoint names, as `vm-eval weights` lists them")
+    w.add_argument("--for", dest="for_names", nargs="+", action="extend", default=[], metavar="METRIC_OR_MODEL",
+                   help="the checkpoints these metrics, models or metric sets (@vidmuse, see `vm-eval metrics "
+                   "--set`) need; give checkpoint NAMEs before --for")
+    w.add_argument("--all", action="store_true", help="every known checkpoint")
+    w.add_argument("--dry-run", action="store_true", help="print what would be fetched, from where, licence and "
+                   "sizes (HEAD requests only); fetch nothing")
 
     p = sub.add_parser("data", help="datasets: materialise the demo, build from videos, check a manifest")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     d = dsub.add_parser("demo", help="materialise the synthetic demo dataset (deterministic, seconds)")
     d.add_argument("--out", help="folder (default <data>/demo)")
     d.add_argument("--force", action="store_true", help="regenerate even if present")
-    d = dsub.add_parser("build", help="turn a folder of videos into a dataset manifest")
-    d.add_argument("video_dir")
+    d = dsub.add_parser("build", help="turn a folder of videos into a dataset manifest",
+                        description="Cut every video of VIDEO_DIR into clips, take each video's soundtrack as the "
+                        "reference music of its clips and write a manifest. Every video is decoded to its end once "
+                        "(cached by content hash in $VM_EVAL_CACHE or <results>/.cache, so `data check` reuses "
+                        "it); undecodable and truncated videos are skipped with the reason.")
+    d.add_argument("video_dir", help="folder of videos (.mp4 .mov .mkv .webm .avi .m4v), searched recursively")
     d.add_argument("--out", required=True, help="manifest path to write (.jsonl or .parquet)")
-    d.add_argument("--source", choices=("real", "ai-generated"), default="real")
+    d.add_argument("--source", choices=("real", "ai-generated"), default="real",
+                   help="what the videos are, stored on every clip (default real)")
     d.add_argument("--no-reference", action="store_true", help="do not take reference music from the videos' audio")
-    d.add_argument("--categories", help="CSV with columns video,category[,caption]")
-    d.add_argument("--max-clip-seconds", type=float, default=30.0)
+    d.add_argument("--categories", metavar="CSV", help="CSV with columns video,category[,caption] (default: "
+                   "the category a video's top folder names, e.g. promos/, else other)")
+    cut = d.add_mutually_exclusive_group()
+    cut.add_argument("--max-clip-seconds", type=float, default=30.0, metavar="S",
+                     help="cut each video into equal clips of at most S seconds (default %(default)g, MusicGen's "
+                     "window): 65 s gives 3 clips of 21.667 s")
+    cut.add_argument("--window", type=float, metavar="S", help="fixed clips of exactly S seconds instead, one "
+                     "every --hop seconds (e.g. 10 for papers that score 10 s windows); a tail shorter than S is "
+                     "dropped")
+    d.add_argument("--hop", type=float, metavar="S", help="with --window: start a window every S seconds "
+                   "(default: the window length, no overlap)")
+    d.add_argument("--window-tolerance", type=float, default=0.5, metavar="S",
+                   help="container durations are rounded: a video at most S seconds longer than a whole number "
+                   "of clips is trimmed to them (BGM909's 30 s videos report 30.04 s: one 30 s clip; 30.6 s gives "
+                   "two of 15.3 s); with --window, a last window missing at most S seconds is kept and ends at "
+                   "the video's end (default %(default)g)")
+    sp = d.add_mutually_exclusive_group()
+    sp.add_argument("--split", metavar="NAME", help="put every clip in split NAME (a folder of test videos is a "
+                    "test set: --split test)")
+    sp.add_argument("--split-ratios", metavar="TRAIN,VAL,TEST", help="draw each video's split from a hash of "
+                    "its id in these proportions (default 0.8,0.1,0.1); clips of one video share its split")
     d = dsub.add_parser("check", help="validate a manifest and report every problem at once")
     d.add_argument("manifest", nargs="?", default="demo", help="manifest path or dataset name (default demo)")
     d.add_argument("--data", help="datasets folder (default $VM_EVAL_DATA or ./data)")
-    d.add_argument("--no-decode", action="store_true", help="skip decoding (only existence and schema)")
+    d.add_argument("--no-decode", action="store_true", help="skip decoding (only existence, headers and schema); "
+                   "otherwise each video is decoded to its end once to find truncated files, the result cached by "
+                   "content hash in $VM_EVAL_CACHE or <results>/.cache")
 
     p = sub.add_parser("baselines", help="published systems run in their own environments: set-up check")
     bsub = p.add_subparsers(dest="baselines_command", metavar="ACTION", required=True)
@@ -225,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p, "test", "split to generate and score")
     p.add_argument("--train-split", default="train", help="split to train on (default train)")
     p.add_argument("--variants", help="comma-separated variant names (the reference is always included)")
-    p.add_argument("--metrics", help="comma-separated metric names (default: every metric that can run here)")
+    p.add_argument("--metrics", help="comma-separated metric names and @sets of published tables, e.g. @vidmuse "
+                   "(see `vm-eval metrics --set NAME`; default: every metric that can run here)")
     p.add_argument("--jobs", type=int, help="variants trained and run at once after the reference, one process each "
                    "(default: 1 on a GPU machine, every core on a CPU-only one; with --executor ray: as many as the "
                    "cluster has GPUs, or CPUs on a CPU-only cluster)")
@@ -268,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished clips are stored; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vm-eval results | head`: the reader left; nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141
     except user_errors() as e:  # evaluated only when something was raised
         if args.debug:
             traceback.print_exc()

@@ -10,11 +10,14 @@ from vm_eval.registry import parse_kv
 
 
 def _print_outcome(outcome) -> None:
+    from vm_eval.scoring.summary import OUTPUT_FLAGS
+
     c = outcome.counts
     print(f"run {outcome.run.dir}: {outcome.status}; clips {c['done']} done, {c['failed']} failed, "
           f"{c['skipped']} skipped, {c['pending']} pending of {c['clips']}", file=sys.stderr)
-    if c.get("silent") or c.get("clipped"):
-        print(f"  flagged outputs: {c['silent']} silent, {c['clipped']} clipped", file=sys.stderr)
+    flagged = [f"{c[flag]} {flag.replace('_', ' ')}" for flag in OUTPUT_FLAGS if c.get(flag)]
+    if flagged:
+        print(f"  flagged outputs: {', '.join(flagged)}", file=sys.stderr)
     if outcome.skipped_metrics:
         print(f"  {len(outcome.skipped_metrics)} metric(s) not run here (listed under the table)", file=sys.stderr)
     if outcome.failed:
@@ -32,13 +35,14 @@ def _print_failures(run, limit: int = 10) -> None:
 
 
 def cmd_run(args) -> int:
+    from vm_eval.metric_sets import expand_metric_names
     from vm_eval.results import format_table, run_summary
     from vm_eval.executors.local import default_workers
     from vm_eval.runner import RunConfig, execute
 
     cfg = RunConfig(
         model=args.model, split=args.split, dataset=args.dataset, model_args=parse_kv(args.model_args),
-        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
+        metrics=expand_metric_names(args.metrics),
         results=paths.results_dir(args.results), data=paths.data_dir(args.data), seed=args.seed, limit=args.limit,
         batch_size=args.batch_size, rescore=args.rescore, reference_set=args.reference_set, progress=not args.quiet,
         executor=args.executor, ray_address=args.ray_address,
@@ -200,12 +204,14 @@ def _print_training(result, out) -> None:
 
 
 def cmd_ablate(args) -> int:
+    from vm_eval.metric_sets import expand_metric_names
     from vm_eval.ablate.run import AblateRequest, run_ablation
 
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
     out = run_ablation(AblateRequest(
         grid=Path(args.grid) if args.grid else None, preset=args.preset, data=args.data, split=args.split,
-        train_split=args.train_split, variants=split(args.variants), steps=args.steps, metrics=split(args.metrics),
+        train_split=args.train_split, variants=split(args.variants), steps=args.steps,
+        metrics=expand_metric_names(args.metrics),
         seed=args.seed, limit=args.limit, results=args.results, data_dir=args.datasets, device=args.device,
         jobs=args.jobs, progress=not args.quiet, executor=args.executor, ray_address=args.ray_address))
     print(out.table)
@@ -242,13 +248,17 @@ def cmd_models(args) -> int:
 def cmd_metrics(args) -> int:
     from metrics.base import extractor_identity
     from vm_eval.media import RESAMPLER
+    from vm_eval.metric_sets import SET_PREFIX, SETS, describe_set
     from vm_eval.registries import METRICS
     from vm_eval.scoring.resolve import build
 
+    if args.set:
+        print(describe_set(args.set))
+        return 0
     for e in METRICS.entries():
         ok, why = e.availability()
         needs = ", ".join([*e.packages, *(f"weights:{w}" for w in e.weights)]) or "nothing extra"
-        print(f"{'ok ' if ok else 'NO '} {e.name:<28} {e.summary}\n      needs: {needs}"
+        print(f"{'ok ' if ok else 'NO '} {e.name:<30} {e.summary}\n      needs: {needs}"
               + ("" if ok else f"; cannot run here: {why}"))
         if not ok:
             continue
@@ -269,21 +279,39 @@ def cmd_metrics(args) -> int:
                   + (f" @ {ident['sample_rate']} Hz" if ident.get("sample_rate") else "")
                   + (f" @ {ident['fps']:g} fps" if ident.get("fps") else "")
                   + (f", backbone {ident['backbone']}" if ident.get("backbone") else ""))
+    print(f"metric sets matching published tables: {', '.join(SETS)} (`vm-eval metrics --set NAME` lists one; "
+          f"`vm-eval run --metrics {SET_PREFIX}NAME` runs it)")
     return 0
 
 
 def cmd_weights(args) -> int:
-    from vm_eval.weights import KNOWN, env_var, how_to_get, locate
+    if args.weights_command == "download":
+        from vm_eval.weights_download import download, resolve
 
+        return download(resolve(args.names, args.for_names, args.all), dry_run=args.dry_run)
+    import os
+
+    from vm_eval.weights import KNOWN, LOCK_FILE, env_var, how_to_get, locate, weights_root
+
+    print(f"weights folder {weights_root()}; what `vm-eval weights download` fetched is verified against "
+          f"{weights_root() / LOCK_FILE}")
+    changed = 0
     for name, ck in KNOWN.items():
-        loc = locate(name)
-        state = f"present ({loc.via}: {loc.path})" if loc.path else "absent"
-        print(f"{name:<20} {ck.role}\n      files: {', '.join(ck.files)}; {state}")
-        print(f"      looked in: {env_var(name)}, $VM_EVAL_WEIGHTS/{name}/" + (f", hub {ck.hub_id}" if ck.hub_id else "")
-              + (f", {ck.url}" if ck.url else ""))
-        if not loc.path:
+        loc = locate(name, verify=True)  # hashes the weights folder's recorded files (once per process)
+        if loc.changed:
+            changed += 1
+            state = f"CHANGED, refused: {loc.changed}"
+        elif loc.path is None:
+            state = "absent"
+        else:
+            state = f"present ({loc.via}: {loc.path}), " + (
+                "verified: sha256 matches the lock" if loc.verified else "not verified: no sha256 recorded for it")
+        print(f"{name:<20} {ck.role}; licence {ck.licence or 'not stated'}\n      files: {', '.join(ck.files)}; {state}")
+        unset = [] if os.environ.get(env_var(name)) else [f"${env_var(name)} (not set)"]
+        print(f"      looked in: {'; '.join(unset + loc.searched)}")
+        if not loc.path and not loc.changed:
             print(f"      get it: {how_to_get(name)}")
-    return 0
+    return 1 if changed else 0
 
 
 def cmd_baselines(args) -> int:
@@ -308,10 +336,13 @@ def _data_demo(args) -> int:
 
 
 def _data_build(args) -> int:
-    from vm_eval.data.build import build_dataset
+    from vm_eval.data.build import build_dataset, parse_split_ratios
 
+    ratios = parse_split_ratios(args.split_ratios) if args.split_ratios is not None else None
     report = build_dataset(args.video_dir, args.out, source=args.source, with_reference=not args.no_reference,
-                           categories_csv=args.categories, max_clip_s=args.max_clip_seconds)
+                           categories_csv=args.categories, max_clip_s=args.max_clip_seconds, split=args.split,
+                           split_ratios=ratios, window_s=args.window, hop_s=args.hop,
+                           window_tolerance_s=args.window_tolerance, cache=paths.cache_dir(paths.results_dir()))
     splits = {}
     for c in report.clips:
         splits[c.split] = splits.get(c.split, 0) + 1
@@ -329,7 +360,8 @@ def _data_check(args) -> int:
         from vm_eval.data import resolve_dataset
 
         target = resolve_dataset(target, paths.data_dir(args.data)).path
-    manifest, problems = check_manifest(target, decode=not args.no_decode)
+    manifest, problems = check_manifest(target, decode=not args.no_decode,
+                                        cache=paths.cache_dir(paths.results_dir()))
     if problems:
         print(format_problems(problems))
         return 1

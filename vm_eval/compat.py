@@ -16,6 +16,9 @@ imported, so a command that never touches the package pays nothing (``vm-eval --
 - madmom 0.16.1 uses ``collections.MutableSequence`` (moved to ``collections.abc`` in Python 3.10) and the
   ``np.float`` / ``np.int`` aliases (removed in NumPy 1.24). We restore those names before madmom imports, and
   silence the pkg_resources deprecation warning its import triggers.
+- pytorchvideo 0.1.5 (its last release; ImageBind's data module imports it) imports
+  ``torchvision.transforms.functional_tensor``, which torchvision 0.17 renamed ``_functional_tensor``. We register
+  the old name for the new module before pytorchvideo imports; with a torchvision that still has it, nothing.
 """
 from __future__ import annotations
 
@@ -57,13 +60,19 @@ def shim_torchvision() -> None:
     _torchvision_lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 
 
+def quiet_pkg_resources() -> None:
+    """madmom and ImageBind import pkg_resources at import time; setuptools then warns on every import, telling
+    users nothing."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+
 def shim_madmom() -> None:
     import collections
     import collections.abc
-    import warnings
 
-    # madmom imports pkg_resources at import time; setuptools warns on every import, telling users nothing.
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    quiet_pkg_resources()
 
     import numpy as np
 
@@ -73,6 +82,20 @@ def shim_madmom() -> None:
     for name, typ in (("float", float), ("int", int), ("bool", bool), ("complex", complex), ("object", object)):
         if name not in np.__dict__:
             setattr(np, name, typ)
+
+
+def shim_pytorchvideo() -> None:
+    old = "torchvision.transforms.functional_tensor"
+    try:
+        if importlib.util.find_spec(old) is not None:
+            return
+    except ImportError:  # no torchvision at all: pytorchvideo's own import will say so
+        return
+    import torchvision.transforms
+    from torchvision.transforms import _functional_tensor
+
+    sys.modules[old] = _functional_tensor
+    torchvision.transforms.functional_tensor = _functional_tensor
 
 
 @contextlib.contextmanager
@@ -88,7 +111,8 @@ def hub_offline():
         constants.HF_HUB_OFFLINE = before
 
 
-_SHIMS = {"torchvision": shim_torchvision, "madmom": shim_madmom}
+_SHIMS = {"torchvision": shim_torchvision, "madmom": shim_madmom, "pytorchvideo": shim_pytorchvideo,
+          "imagebind": quiet_pkg_resources}
 _AROUND = {"laion_clap": hub_offline}  # packages whose own import must run inside a context
 
 

@@ -126,6 +126,48 @@ METRICS.add(Entry("beat-visual-f1-clip", "metrics.catalog:beat_visual_f1_clip",
                   "F-measure of music beats vs peaks of 1 - cos of CLIP patch features (VidMusician's signal), ±70 ms",
                   family="alignment", packages=(*_ALIGN_PKGS, "open_clip"), weights=("clip-vit-b-32",)))
 
+# The metrics recent video-to-music papers report (issue 15): Density and Coverage (prdc, k = 5, one embedding per
+# clip, vs the reference set), the Inception Score (audioldm_eval: PANN logits, softmax, 10 splits, no reference) and
+# av-benchmark's KL on sigmoid outputs (named apart from the softmax KL above).
+for _stat, _what in (("density", "fidelity: reference k-NN balls holding each generated clip, / k, mean"),
+                     ("coverage", "diversity: share of reference k-NN balls holding some generated clip")):
+    METRICS.add(Entry(f"{_stat}-clap-music", f"metrics.catalog:{_stat}_clap_music",
+                      f"{_stat.capitalize()} (Naeem et al. 2020, prdc, k=5) vs the reference set, {_what}; CLAP music, "
+                      "one embedding per clip", family="prdc", packages=("torch", "laion_clap", "prdc"),
+                      weights=("clap-music",)))
+    METRICS.add(Entry(f"{_stat}-vggish", f"metrics.catalog:{_stat}_vggish",
+                      f"{_stat.capitalize()} (Naeem et al. 2020, prdc, k=5) vs the reference set, {_what}; VGGish, "
+                      "clip mean of frame embeddings", family="prdc", packages=("torch", "resampy", "prdc"),
+                      weights=("vggish",)))
+METRICS.add(Entry("is-pann-cnn14", "metrics.catalog:is_pann",
+                  "Inception Score (audioldm_eval): PANN Cnn14 32 kHz logits of the whole clip, softmax, 10 splits; "
+                  "generated clips only", family="inception", packages=("torch", "resampy"), weights=("pann-cnn14",)))
+for _bb, _w, _pk in (("passt", "passt", ("torch", "hear21passt")), ("pann", "pann-cnn14", ("torch", "resampy"))):
+    METRICS.add(Entry(f"kl-sigmoid-{_bb}-ref-gen-w10s", f"metrics.catalog:kl_sigmoid_{_bb}_ref_gen",
+                      "av-benchmark's KL on SIGMOID AudioSet outputs (sum_c s log(s/s'), not renormalised), "
+                      f"KL(ref || gen), per 10 s window, {_bb}", family="kl", packages=_pk, weights=(_w,)))
+
+
+# Frechet distances on further backbones (issue 15), each with the audio handling of the toolkit that defines it.
+_FD = "Frechet distance to the reference set"
+METRICS.add(Entry("fd-passt", "metrics.catalog:fd_passt",
+                  f"{_FD}, PaSST-S 768-d clip embedding of the first 10 s (av-benchmark FD-PaSST)", family="fad",
+                  packages=("torch", "hear21passt", "torchaudio"), weights=("passt",)))
+METRICS.add(Entry("fd-openl3-music-mel256-512", "metrics.catalog:fd_openl3",
+                  f"{_FD}, OpenL3 music mel256 512-d of L and R (1024-d every 0.5 s, 44.1 kHz; stable-audio-metrics)",
+                  family="fad", packages=("torch", "h5py", "librosa", "pyloudnorm", "resampy", "soxr"),
+                  weights=("openl3-mel256-music",)))
+METRICS.add(Entry("fad-mert-v1-95m", "metrics.catalog:fad_mert",
+                  f"{_FAD}, MERT-v1-95M layer-12 frames, 768-d at 75 Hz (fadtk)", family="fad",
+                  packages=("torch", "transformers", "torchaudio"), weights=("mert-v1-95m",)))
+
+# Video-music correspondence in ImageBind's joint space (issue 15; VidMuse, VMB, Diff-V2M report it as "IB").
+METRICS.add(Entry("imagebind-score", "metrics.catalog:imagebind_score",
+                  "cosine of ImageBind-huge embeddings of the clip's video and the music (av-benchmark IB-Score), "
+                  "0-1 scale (papers printing x100 report 100 x this)", family="semantic",
+                  packages=("torch", "torchaudio", "torchvision", "imagebind", "pytorchvideo"),
+                  weights=("imagebind-huge",)))
+
 
 def weightless_models() -> list[Entry]:
     """Models that run without any downloaded weights or training (what `vm-eval demo` runs first)."""

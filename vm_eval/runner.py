@@ -83,7 +83,23 @@ def _finished(rec: dict | None, run: Run) -> bool:
     return p.is_file() and p.stat().st_size == rec.get("bytes")
 
 
+# An output whose length is off its clip's span by more than max(0.1 s, 1 % of the span) is flagged too_long or
+# too_short (and scored all the same): 0.1 s absorbs codec frames and container rounding (BGM909's 30 s clips
+# report 30.04 s), 1 % the same on long spans. An output below 16 kHz holds nothing above half its rate (4 kHz at
+# 8 kHz: half the band VGGish sees at 16 kHz, less of PaSST's 32 and CLAP's 48), so it is flagged low_sample_rate.
+LENGTH_TOLERANCE_S = 0.1
+LENGTH_TOLERANCE_FRACTION = 0.01
+LOW_SAMPLE_RATE_HZ = 16000
+
+
+def length_tolerance_s(span_s: float) -> float:
+    """How far (s) an output's length may be from its clip's span of `span_s` seconds before it is flagged."""
+    return max(LENGTH_TOLERANCE_S, LENGTH_TOLERANCE_FRACTION * span_s)
+
+
 def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
+    """The generation record of one clip's output; the audio is stored as given, flags only describe it. An output
+    may carry `record_fields` (e.g. dir:'s source file and match), kept in the record beneath the runner's own."""
     rec = {"clip_id": clip.id, "seed": clip.seed, "seconds": round(seconds, 4)}
     if isinstance(out, NotApplicable):
         return {**rec, "status": Status.SKIPPED, "reason": str(out)}
@@ -99,12 +115,15 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
         return {**rec, "status": Status.FAILED, "reason": str(e)}
     path = write_wav(run.audio_path(clip.id), audio)
     st = audio_stats(audio)
+    off_s, tol_s = audio.duration_s - clip.duration_s, length_tolerance_s(clip.duration_s)
     return {
-        **rec, "status": Status.DONE, "audio": str(path.relative_to(run.dir)), "audio_sha256": file_sha256(path),
+        **getattr(out, "record_fields", {}), **rec, "status": Status.DONE, "audio": str(path.relative_to(run.dir)),
+        "audio_sha256": file_sha256(path),
         "bytes": path.stat().st_size, "sample_rate": audio.sample_rate, "channels": audio.channels,
         "duration_s": round(audio.duration_s, 6), "peak_dbfs": round(st.peak_dbfs, 3) if math.isfinite(st.peak_dbfs) else None,
         "rms_dbfs": round(st.rms_dbfs, 3) if math.isfinite(st.rms_dbfs) else None, "silent": st.silent,
-        "clipped": st.clipped,
+        "clipped": st.clipped, "too_long": off_s > tol_s, "too_short": off_s < -tol_s,
+        "low_sample_rate": audio.sample_rate < LOW_SAMPLE_RATE_HZ,
     }
 
 

@@ -2,13 +2,17 @@
 
 Search order for checkpoint NAME (first hit wins):
   1. an explicit path: environment variable VM_EVAL_WEIGHT_<NAME> (upper case, '-' -> '_'), file or folder;
-  2. the weights folder: $VM_EVAL_WEIGHTS/<name>/<file> (or $VM_EVAL_WEIGHTS/<file> for one-file checkpoints);
+  2. the weights folder (:func:`weights_root`: $VM_EVAL_WEIGHTS, default ~/.cache/vm-eval/weights): <name>/<file>
+     (or <file> at its top for one-file checkpoints);
   3. the Hugging Face cache (hub checkpoints) or torch's hub cache (URL checkpoints), without network access.
-Nothing here downloads: a missing checkpoint raises :class:`WeightsMissing` naming the file and how to get it.
+Nothing here downloads (``vm-eval weights download``, :mod:`vm_eval.weights_download`, does): a missing checkpoint
+raises :class:`WeightsMissing` naming the file and how to get it. The weights folder's lock file holds the sha256 of
+every file the download command put there; a copy that no longer matches it is refused (:class:`WeightsChanged`).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,11 +61,28 @@ KNOWN: dict[str, Checkpoint] = {c.name: c for c in [
                licence="MIT"),
     Checkpoint("pann-cnn14-16k", "metric backbone: PANN Cnn14 (16 kHz)", ("Cnn14_16k_mAP=0.438.pth",),
                url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth", licence="MIT"),
+    Checkpoint("openl3-mel256-music", "metric backbone: OpenL3 audio network, mel256, music (openl3 0.4 Keras weights)",
+               ("openl3_audio_mel256_music-v0_4_0.h5.gz",),
+               url="https://github.com/marl/openl3/raw/models/openl3_audio_mel256_music-v0_4_0.h5.gz",
+               licence="CC-BY-4.0"),
+    Checkpoint("mert-v1-95m", "metric backbone: MERT-v1-95M music encoder (FAD-MERT, fadtk layer 12)",
+               ("config.json", "preprocessor_config.json", "pytorch_model.bin"), hub_id="m-a-p/MERT-v1-95M",
+               licence="CC-BY-NC-4.0"),
+    Checkpoint("imagebind-huge", "metric backbone: ImageBind huge, vision + audio towers (imagebind-score)",
+               ("imagebind_huge.pth",), url="https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth",
+               licence="CC-BY-NC-4.0"),
 ]}
 
 
 class WeightsMissing(UserError, FileNotFoundError):
     pass
+
+
+class WeightsChanged(UserError):
+    """A file in the weights folder whose bytes differ from the sha256 the lock recorded when it was downloaded."""
+
+
+LOCK_FILE = "weights.lock.json"  # in the weights folder: {"format": 1, "checkpoints": {name: {file: record}}}
 
 
 @dataclass
@@ -70,18 +91,80 @@ class Location:
     path: Path | None  # folder holding every file (or the file itself for one-file checkpoints)
     searched: list[str] = field(default_factory=list)
     via: str = ""
+    verified: bool | None = None  # True: every file is in the lock and its sha256 matched; None: not locked or not hashed
+    changed: str = ""  # why the weights folder's copy was refused (it differs from the lock); path is then None
 
 
 def env_var(name: str) -> str:
     return "VM_EVAL_WEIGHT_" + name.upper().replace("-", "_")
 
 
+def weights_root() -> Path:
+    """The weights folder: $VM_EVAL_WEIGHTS, else $XDG_CACHE_HOME/vm-eval/weights (~/.cache/vm-eval/weights)."""
+    explicit = os.environ.get("VM_EVAL_WEIGHTS")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "vm-eval" / "weights"
+
+
+def read_lock(root: Path | None = None) -> dict[str, dict[str, dict]]:
+    """name -> file -> {sha256, size, source, time} of every file `vm-eval weights download` put in the folder."""
+    path = (root or weights_root()) / LOCK_FILE
+    try:
+        checkpoints = json.loads(path.read_text())["checkpoints"]
+        if not all(isinstance(r["sha256"], str) and isinstance(r["size"], int)
+                   for files in checkpoints.values() for r in files.values()):
+            raise ValueError("a record's sha256 or size has the wrong type")
+        return checkpoints
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"weights lock file {path} is unreadable ({e!r}): restore it, or delete it to stop checking "
+                        "the files it lists") from None
+
+
+def record_lock(root: Path, name: str, file: str, record: dict) -> None:
+    """Add or replace one file's record; the caller holds the folder's download lock (one writer at a time)."""
+    from vm_eval.fsutil import atomic_write_json
+
+    checkpoints = read_lock(root)
+    checkpoints.setdefault(name, {})[file] = record
+    atomic_write_json(root / LOCK_FILE, {"format": 1, "checkpoints": checkpoints})
+
+
+def check_lock(name: str, folder: Path, full: bool = True) -> tuple[bool | None, str]:
+    """(verified, refusal) of the files of checkpoint `name` present in `folder`, against the lock of its parent.
+
+    Sizes are always compared (a stat); sha256 only when `full`, through file_sha256, which memoises per process, so
+    the identity() a run records afterwards costs no second read. A file without a record (not downloaded by
+    vm-eval) is not judged; `verified` is True only when every file of the checkpoint is present, recorded and matched.
+    """
+    from vm_eval.fsutil import file_sha256
+
+    files = KNOWN[name].files
+    records = read_lock(folder.parent).get(name, {})
+    for f in files:
+        rec, p = records.get(f), folder / f
+        if rec is None or not p.is_file() or (p.stat().st_size == rec["size"] and not full):
+            continue
+        actual = file_sha256(p)
+        if actual != rec["sha256"]:
+            return False, (f"{p} changed since it was downloaded: its sha256 is {actual}, {folder.parent / LOCK_FILE} "
+                           f"recorded {rec['sha256']} ({rec.get('source')}, {rec.get('time')}); delete it and run "
+                           f"`vm-eval weights download {name}` to fetch it again")
+    complete = all(f in records and (folder / f).is_file() for f in files)
+    return (True if full and complete else None), ""
+
+
 def _complete(folder: Path, files: tuple[str, ...]) -> bool:
     return all((folder / f).is_file() for f in files)
 
 
-def locate(name: str) -> Location:
-    """Find a known checkpoint on disk without touching the network."""
+def locate(name: str, verify: bool = False) -> Location:
+    """Find a known checkpoint on disk without touching the network.
+
+    The weights folder's copy is checked against the lock (sizes always, sha256 when `verify`); one that differs is
+    refused (`changed` set, path None) rather than passed over for a copy elsewhere."""
     ck = KNOWN[name]
     loc = Location(name, None)
     explicit = os.environ.get(env_var(name))
@@ -94,16 +177,17 @@ def locate(name: str) -> Location:
         if p.is_dir() and _complete(p, ck.files):
             loc.path, loc.via = p, "explicit path"
             return loc
-    root = os.environ.get("VM_EVAL_WEIGHTS")
-    if root:
-        r = Path(root).expanduser()
-        loc.searched.append(f"$VM_EVAL_WEIGHTS/{name}/")
-        if _complete(r / name, ck.files):
-            loc.path, loc.via = r / name, "VM_EVAL_WEIGHTS"
-            return loc
-        if len(ck.files) == 1 and (r / ck.files[0]).is_file():
-            loc.path, loc.via = r / ck.files[0], "VM_EVAL_WEIGHTS"
-            return loc
+    root = weights_root()
+    loc.searched.append(f"{root / name}/ ($VM_EVAL_WEIGHTS/{name}/)" if os.environ.get("VM_EVAL_WEIGHTS")
+                        else f"{root / name}/ (default weights folder; set VM_EVAL_WEIGHTS to move it)")
+    if _complete(root / name, ck.files):
+        loc.verified, loc.changed = check_lock(name, root / name, full=verify)
+        if not loc.changed:
+            loc.path, loc.via = root / name, "weights folder"
+        return loc
+    if len(ck.files) == 1 and (root / ck.files[0]).is_file():
+        loc.path, loc.via = root / ck.files[0], "weights folder"
+        return loc
     if ck.hub_id:
         loc.searched.append(f"Hugging Face cache ({ck.hub_id})")
         found = _hf_cached(ck.hub_id, ck.files)
@@ -131,21 +215,26 @@ def _hf_cached(repo_id: str, files: tuple[str, ...]) -> Path | None:
 
 def how_to_get(name: str) -> str:
     ck = KNOWN[name]
-    target = f"$VM_EVAL_WEIGHTS/{name}/"
+    target = f"{weights_root() / name}/"
     if ck.hub_id:
-        return (f"huggingface-cli download {ck.hub_id} {' '.join(ck.files)} --local-dir {target} "
-                f"(or set {env_var(name)} to a folder holding them)")
-    return f"download {ck.url} into {target} (or set {env_var(name)} to the file)"
+        return (f"vm-eval weights download {name}, or huggingface-cli download {ck.hub_id} {' '.join(ck.files)} "
+                f"--local-dir {target} (or set {env_var(name)} to a folder holding them)")
+    if ck.url:
+        return f"vm-eval weights download {name}, or download {ck.url} into {target} (or set {env_var(name)} to the file)"
+    return f"put {', '.join(ck.files)} into {target} (or set {env_var(name)} to a folder holding them)"
 
 
 def require(name: str) -> Path:
-    """Path of a present checkpoint, or :class:`WeightsMissing` naming the files, where we looked, how to get them."""
-    loc = locate(name)
+    """Path of a present checkpoint whose files match the lock, or :class:`WeightsChanged` naming both hashes, or
+    :class:`WeightsMissing` naming the files, where we looked, how to get them."""
+    loc = locate(name, verify=True)
+    if loc.changed:
+        raise WeightsChanged(f"checkpoint {name!r} refused: {loc.changed}")
     if loc.path is None:
         ck = KNOWN[name]
         raise WeightsMissing(
             f"checkpoint {name!r} ({ck.role}) not found: need {', '.join(ck.files)}; looked in "
-            f"{'; '.join(loc.searched) or 'nowhere (set VM_EVAL_WEIGHTS)'}. Get it: {how_to_get(name)}"
+            f"{'; '.join(loc.searched)}. Get it: {how_to_get(name)}"
         )
     return loc.path
 

@@ -10,6 +10,18 @@ from pathlib import Path
 import numpy as np
 
 
+def channels_first(audio: np.ndarray) -> np.ndarray:
+    """float32 [channels, n] from [channels, n] or [n]; MetricError for another shape or no samples."""
+    from metrics.base import MetricError
+
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[-1] == 0:
+        raise MetricError(f"expected audio [channels, n] with n > 0, got shape {x.shape}")
+    return x
+
+
 def checkpoint_identity(name: str, path: str | Path) -> dict:
     """{name, file, sha256} of a checkpoint file: part of every metric identity that uses it."""
     p = Path(path)

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.backbones import checkpoint_identity, resolve_device
+from metrics.backbones import channels_first, checkpoint_identity, resolve_device
 from metrics.backbones import load_torch_checkpoint, unwrap_state_dict
 from metrics.base import ExtractorInfo, MetricError
 
@@ -249,11 +249,7 @@ class ClapAudio:
         """Native [channels, n] (or [n]) -> 48 kHz mono, int16-quantised float32 [n48]."""
         import librosa
 
-        x = np.asarray(audio, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[-1] == 0:
-            raise MetricError(f"expected audio [channels, n] with n > 0, got shape {x.shape}")
+        x = channels_first(audio)
         y = librosa.to_mono(np.ascontiguousarray(x))
         if int(sample_rate) != SAMPLE_RATE:
             y = librosa.resample(y, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE, res_type="soxr_hq")

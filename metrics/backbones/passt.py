@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.backbones import (
-    checkpoint_identity, load_torch_checkpoint, resolve_checkpoint, resolve_device, unwrap_state_dict,
+    channels_first, checkpoint_identity, load_torch_checkpoint, resolve_checkpoint, resolve_device, unwrap_state_dict,
 )
 from metrics.base import ExtractorInfo, MetricError
 
@@ -177,11 +177,7 @@ class PasstClassifier:
         import julius
         import torch
 
-        x = np.asarray(audio, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[-1] == 0:
-            raise MetricError(f"expected audio [channels, n] with n > 0, got shape {x.shape}")
+        x = channels_first(audio)
         wav = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         if int(sample_rate) != SAMPLE_RATE:
             wav = julius.resample_frac(wav, int(sample_rate), SAMPLE_RATE)
@@ -225,3 +221,74 @@ class PasstClassifier:
         """Rows a clip of n_samples at sample_rate gives (julius keeps floor(n * 32000 / sr) samples)."""
         n32 = n_samples * SAMPLE_RATE // int(sample_rate)
         return len(self.windows(n32))
+
+
+# ------------------------------------------------------------------------------------------------ embedding (FD)
+EMBED_DIM = 768
+AV_BENCH_RESAMPLE = "torchaudio Resample(sinc_interp_hann, lowpass_filter_width=6, rolloff=0.99)"
+
+
+class PasstEmbedding(PasstClassifier):
+    """PaSST-S clip embedding as hkchengrex/av-benchmark computes FD-PaSST: audio -> float32 [1, 768].
+
+    Definition (av-benchmark ``av_bench/extract.py`` and ``av_bench/data/audio_dataset.py``): the clip is downmixed
+    by the mean of its channels, its DC offset removed (``x - x.mean()``), resampled to 32 kHz by torchaudio's
+    ``Resample`` with default settings, cut to its first ``audio_length_s`` seconds (av-benchmark's
+    ``--audio_length``), then cut or zero-padded to exactly 10 s (320 000 samples, PaSST's input). The embedding is
+    hear21passt ``PasstBasicWrapper(mode="all")`` output ``[:, 527:]``: the mean of the transformer's class and
+    distillation tokens before the classification head (``PaSST.forward``'s ``features``), 768-d, one row per clip.
+    The log-mel front end and network are those of PasstClassifier (same checkpoint); only the audio handling and
+    the output differ.
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str | None = None, audio_length_s: float = MAX_WINDOW_S):
+        if not 0 < audio_length_s <= MAX_WINDOW_S:
+            raise ValueError(f"audio_length_s must be in (0, {MAX_WINDOW_S}] s, got {audio_length_s}")
+        super().__init__(checkpoint, device=device, window_s=MAX_WINDOW_S, batch_size=1)
+        front_end, backbone = self.info.params["front_end"], self.info.backbone  # as PasstClassifier states them
+        self.audio_length_s = float(audio_length_s)
+        self.length = int(SAMPLE_RATE * self.audio_length_s)  # av-benchmark: audio[:int(sr * audio_length)]
+        self._resamplers: dict[int, object] = {}
+        self.info = ExtractorInfo(
+            name="passt-embedding", version=1,
+            params={"arch": ARCH, "output": f"[1, {EMBED_DIM}] per clip: mean of class and distillation tokens "
+                                            "before the head (PasstBasicWrapper mode='all' [527:])",
+                    "audio_length_s": self.audio_length_s, "input": "cut or zero-padded to 10 s",
+                    "model_sample_rate": SAMPLE_RATE, "downmix": "mean of channels, then DC offset removed",
+                    "resampler": AV_BENCH_RESAMPLE,
+                    "front_end": front_end,
+                    "reference": "av-benchmark av_bench/extract.py (FD-PaSST)"},
+            sample_rate=None, mono=False,
+            backbone=backbone,
+        )
+
+    def prepare(self, audio: np.ndarray, sample_rate: int):
+        """Native [channels, n] (or [n]) -> the 32 kHz mono input [320000] av-benchmark feeds PaSST."""
+        import torch
+        import torchaudio
+
+        x = channels_first(audio)
+        wav = torch.from_numpy(np.ascontiguousarray(x)).mean(dim=0)
+        wav = wav - wav.mean()
+        sr = int(sample_rate)
+        if sr != SAMPLE_RATE:
+            if sr not in self._resamplers:
+                self._resamplers[sr] = torchaudio.transforms.Resample(sr, SAMPLE_RATE)
+            wav = self._resamplers[sr](wav)
+        wav = wav[:self.length]
+        return torch.nn.functional.pad(wav, (0, self.window - wav.shape[-1])).to(self.device)
+
+    def embed(self, batch) -> np.ndarray:
+        """32 kHz mono [B, n] (n <= 10 s) -> PaSST features [B, 768] (``PasstBasicWrapper(mode="all")[:, 527:]``)."""
+        import torch
+
+        with torch.inference_mode():
+            specs = self.mel(batch).unsqueeze(1)
+            quiet = _quiet() if getattr(self._passt, "first_RUN", False) else contextlib.nullcontext()
+            with quiet, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Input image size")  # 10 s: 1001 frames for 998 positions
+                _, features = self.net(specs)
+        return features.float().cpu().numpy()
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self.embed(self.prepare(audio, sample_rate)[None])

@@ -1,26 +1,39 @@
 """`vm-eval data check`: validate a manifest and every file it points to, reporting all problems at once.
 
-Each distinct video and reference file is probed (and decoded) once, however many clips share it.
+Each distinct video and reference file is probed (and decoded) once, however many clips share it. A video is
+decoded to its end to find truncated files; that answer is cached by the file's content hash, so a large set
+is decoded once, not at every check.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vm_eval.data.manifest import Clip, Manifest, ManifestError, _read_rows, parse_rows
+from vm_eval.fsutil import atomic_write_json, file_sha256
 from vm_eval.media import MediaError, audio_stats, decode_frames, load_audio, probe_video
+from vm_eval.media.video import DecodedExtent, probe_decodable
+from vm_eval.store.feature_cache import ExtractorId
+
+log = logging.getLogger(__name__)
 
 TOLERANCE_S = 0.05  # container durations are approximate (AAC padding, frame rounding)
+#: Decoding may stop this much (s) plus one frame short of a span before the video counts as truncated.
+TRUNCATION_SLACK_S = 0.1
+PROBE_DIR = "video-probes"  # under the cache folder (vm_eval.paths.cache_dir)
+_PROBE_VERSION = 1  # a new version when probe_decodable's answer changes
 
 #: Every kind `check_manifest` reports, in the order `format_problems` prints them.
 KINDS = (
     "unreadable", "schema", "duplicate-id", "zero-length", "missing-file", "undecodable-video",
-    "span-beyond-video", "reference-missing", "reference-undecodable", "reference-short", "reference-silent",
+    "span-beyond-video", "truncated-video", "reference-missing", "reference-undecodable", "reference-short",
+    "reference-silent",
 )
 
 
@@ -31,6 +44,43 @@ class Problem:
     clip_id: str | None
     kind: str
     message: str
+
+
+def decoded_extent(path: Path, cache: Path | None = None) -> DecodedExtent:
+    """:func:`probe_decodable`, cached as JSON under `cache` by the file's content hash (None: not cached).
+
+    The answer depends on the bytes and the decoder only, and decoding a whole set takes long: each file is
+    decoded once per PyAV (FFmpeg) version.
+    """
+    import av
+
+    if cache is None:
+        return probe_decodable(path)
+    probe_id = ExtractorId("video-decoded-extent", _PROBE_VERSION, {"pyav": av.__version__})
+    key = probe_id.key(file_sha256(path))
+    entry = cache / PROBE_DIR / key[:2] / f"{key}.json"
+    try:
+        return DecodedExtent(**json.loads(entry.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass  # absent, torn or foreign: decode again
+    extent = probe_decodable(path)
+    try:
+        atomic_write_json(entry, asdict(extent))
+    except OSError as e:  # a read-only cache costs time, not correctness
+        log.warning("cannot cache the decode probe of %s at %s: %s", path, entry, e)
+    return extent
+
+
+def truncated_before(extent: DecodedExtent, end_s: float) -> bool:
+    """Whether decoding stops short of `end_s` seconds by more than one frame plus TRUNCATION_SLACK_S."""
+    return extent.end_s < end_s - (1.0 / extent.fps + TRUNCATION_SLACK_S)
+
+
+def describe_extent(extent: DecodedExtent, declared_s: float) -> str:
+    """'decodes N frames, to X s, of the Y s its header declares' (and the decoder error that stopped it)."""
+    why = f" (decoder: {extent.error})" if extent.error else ""
+    return (f"decodes {extent.frames} frames, to {extent.end_s:.3f} s, of the {declared_s:.3f} s its header "
+            f"declares{why}")
 
 
 def _manifest_file(path: str | Path) -> Path:
@@ -110,12 +160,13 @@ def check_manifest(
     path: str | Path,
     decode: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    cache: Path | None = None,
 ) -> tuple[Manifest | None, list[Problem]]:
     """Validate a manifest (.jsonl/.parquet or a folder holding manifest.*) and the files it points to.
 
     Returns the manifest of the valid rows (None when the file cannot be read at all) and every problem found.
-    `decode=False` only probes files (no frame or sample decoding, so no silence check).
-    `progress(done, total)` counts distinct files.
+    `decode=False` only probes files (no frame or sample decoding, so no truncation or silence check).
+    `progress(done, total)` counts distinct files. `cache`: folder of the decode probes (see decoded_extent).
     """
     p = _manifest_file(path)
     if not p.is_file():
@@ -142,7 +193,7 @@ def check_manifest(
             by_ref[manifest.resolve(c.reference)].append(c)
     total, done = len(by_video) + len(by_ref), 0
     for file, group in by_video.items():
-        problems += _check_video(file, group, decode)
+        problems += _check_video(file, group, decode, cache)
         done += 1
         if progress is not None:
             progress(done, total)
@@ -154,11 +205,12 @@ def check_manifest(
     return manifest, problems
 
 
-def _check_video(path: Path, clips: list[Clip], decode: bool) -> list[Problem]:
+def _check_video(path: Path, clips: list[Clip], decode: bool, cache: Path | None) -> list[Problem]:
     if not path.is_file():
         return [Problem(c.id, "missing-file", f"clip {c.id}: video {path}: file not found") for c in clips]
     try:
         info = probe_video(path)
+        extent = decoded_extent(path, cache) if decode else None
     except Exception as e:  # MediaError, or an FFmpeg error media/ left unwrapped: one bad file can't stop us
         return [Problem(c.id, "undecodable-video", f"clip {c.id}: {_describe(path, e)}") for c in clips]
     out = []
@@ -167,8 +219,16 @@ def _check_video(path: Path, clips: list[Clip], decode: bool) -> list[Problem]:
             msg = (f"clip {c.id}: span {c.start:.3f}-{c.end:.3f} s ends beyond the video {path} "
                    f"({info.duration_s:.3f} s)")
             out.append(Problem(c.id, "span-beyond-video", msg))
+        if extent is None:
+            continue
+        # Up to the header's end only: a span past it is span-beyond-video already.
+        if truncated_before(extent, min(c.end, info.duration_s)):
+            msg = (f"clip {c.id}: video {path} is truncated: it {describe_extent(extent, info.duration_s)}; "
+                   f"the clip ends at {c.end:.3f} s")
+            out.append(Problem(c.id, "truncated-video", msg))
+            continue  # its frames past the end would be the last one held: nothing more to learn
         end = min(c.end, info.duration_s, c.start + 1.0)
-        if not decode or end <= c.start:
+        if end <= c.start:
             continue
         try:  # one frame at the span's start: proves the seek and the decoder work there
             decode_frames(path, fps=1.0 / (end - c.start), size=(32, 32), start_s=c.start, end_s=end)

@@ -32,6 +32,17 @@ class VideoInfo:
     audio_channels: int | None = None
 
 
+@dataclass(frozen=True)
+class DecodedExtent:
+    """How far a video's picture stream really decodes: `frames` frames, the last one shown until `end_s`
+    seconds (its time plus one frame at `fps`); `error` is the decoder error that stopped it early, if any."""
+
+    end_s: float
+    frames: int
+    fps: float
+    error: str | None = None
+
+
 @contextmanager
 def _open(path: str | Path):
     import av
@@ -57,7 +68,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         if not c.streams.video:
             raise MediaError(path, "has no video stream")
         v = c.streams.video[0]
-        fps = float(v.average_rate or v.guessed_rate or 0) or 25.0
+        fps = _fps(v)
         if v.duration is not None and v.time_base is not None:
             duration = float(v.duration * v.time_base)
         elif c.duration is not None:
@@ -71,6 +82,35 @@ def probe_video(path: str | Path) -> VideoInfo:
             path=str(path), duration_s=duration, fps=fps, width=v.width, height=v.height, has_audio=a is not None,
             audio_sample_rate=a.rate if a else None, audio_channels=a.channels if a else None,
         )
+
+
+def _fps(stream) -> float:
+    return float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+
+
+def probe_decodable(path: str | Path) -> DecodedExtent:
+    """Decode every frame of the picture stream (no pixel conversion) to find where decoding really ends.
+
+    The header cannot tell: a faststart mp4 cut short keeps its whole header, so it declares the full duration
+    while its frames stop early. Raises :class:`MediaError` when no frame decodes.
+    """
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError(path, "has no video stream")
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames, last, error = 0, 0.0, None
+        try:
+            for frame in c.decode(stream):
+                frames += 1
+                last = max(last, frame.time or 0.0)
+        except Exception as e:  # where decoding stops is the answer being sought, not a failure
+            error = f"{type(e).__name__}: {e}"
+        fps = _fps(stream)
+    if not frames:
+        raise MediaError(path, "video stream holds no decodable frames" + (f" ({error})" if error else ""))
+    # frames / fps stands in where frames carry no timestamps (some raw streams)
+    return DecodedExtent(end_s=max(last + 1.0 / fps, frames / fps), frames=frames, fps=fps, error=error)
 
 
 def decode_frames(

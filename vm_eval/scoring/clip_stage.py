@@ -3,6 +3,9 @@
 A record is current while its metric key and its inputs' fingerprint (content keys of the generated audio, the
 reference span, the video span, the donor's audio) are unchanged; anything else is rescored. A metric that
 returns sub-scores ({"": f, "vs-shift": d}) stores them in one record; aggregates expand them to `name:suffix`.
+An optional input the clip lacks (metrics.base.optional_inputs: the donor of a one-clip split) is left out of the
+fingerprint and of the metric's features; the record keeps the main value and names the sub-scores it fed under
+"skipped_subscores" ({suffix: reason}).
 """
 from __future__ import annotations
 
@@ -52,15 +55,17 @@ def _values(result) -> tuple[float, dict[str, float]]:
     return values.pop(""), values
 
 
-def _compute(m: BoundMetric, clip: Clip, provider: FeatureProvider, ctx: ClipContext):
+def _compute(m: BoundMetric, clip: Clip, provider: FeatureProvider, ctx: ClipContext) -> tuple[object, dict]:
+    """(the metric's result, {optional input key the clip lacks: why})."""
     if m.inputs:
-        feats = {k: provider.features(clip, k, ext) for k, ext in m.inputs.items()}
-        return m.metric.score_features(feats, ctx)
+        present, absent = provider.content_keys(clip, m.inputs, m.optional)
+        feats = {k: provider.features(clip, k, m.inputs[k]) for k in present}
+        return m.metric.score_features(feats, ctx), absent
     audio = _prepared(provider.generated_audio(clip.id), m)
     if m.info.needs_reference:
         ref = _prepared(provider.reference_audio(clip), m)
         ctx = ClipContext(**{**ctx.__dict__, "reference": ref.samples, "reference_sr": ref.sample_rate})
-    return m.metric.score(audio.samples, audio.sample_rate, ctx)
+    return m.metric.score(audio.samples, audio.sample_rate, ctx), {}
 
 
 TRACEBACK_LINES = 20  # a failed record keeps the end of its traceback: where it was raised, at a bounded size
@@ -84,8 +89,14 @@ def score_clip(clip: Clip, metrics: list[BoundMetric], provider: FeatureProvider
             rec.update(status=Status.SKIPPED, reason=reasons[m.key])
         else:
             try:
-                value, subs = _values(_compute(m, clip, provider, ctx))
-                rec.update(status=Status.DONE, value=value, **({"values": subs} if subs else {}))
+                result, absent = _compute(m, clip, provider, ctx)
+                value, subs = _values(result)
+                skipped = {suffix: why for k, why in absent.items() for suffix in m.optional[k]}
+                if set(subs) & set(skipped):  # a value computed without its input would be stored as if it had it
+                    raise MetricError(f"returned sub-score(s) {sorted(set(subs) & set(skipped))} without their "
+                                      f"input(s) {sorted(absent)}")
+                rec.update(status=Status.DONE, value=value, **({"values": subs} if subs else {}),
+                           **({"skipped_subscores": skipped} if skipped else {}))
             except DoesNotApply as e:
                 rec.update(status=Status.SKIPPED, reason=str(e))
             except Exception as e:  # one clip's failure is recorded with where it came from; the run goes on
@@ -156,20 +167,15 @@ def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[Bound
                   provider: FeatureProvider) -> list[Unit]:
     """One unit per input file (a clip's generated audio, reference span, video span) whose features some metric
     still needs and the cache lacks: decoded once for all its extractors, and once even when several clips read
-    it (a clip's audio is also another clip's null)."""
+    it (a clip's audio is also another clip's null). An optional input the clip lacks (no donor) has no unit."""
     by_key = {m.key: m for m in metrics}
     wanted: dict[str, tuple[str, dict]] = {}  # content key -> (a clip reading it, cache file -> (metric, input))
     for u in units:
         clip_id, keys, _, reasons = u.payload
-        for k in keys:
-            if k in reasons:
-                continue
-            for inp, ext in by_key[k].inputs.items():
-                try:
-                    content = provider.source_key(by_id[clip_id], inp)
-                except DoesNotApply:
-                    continue
-                target = provider.cache.path(extractor_id(ext), content)
+        for k in (k for k in keys if k not in reasons):  # a reason: the clip lacks a required input
+            m = by_key[k]
+            for inp, content in provider.content_keys(by_id[clip_id], m.inputs, m.optional)[0].items():
+                target = provider.cache.path(extractor_id(m.inputs[inp]), content)
                 if not target.is_file():  # one (metric, input) per extractor: metrics sharing one share its file
                     wanted.setdefault(content, (clip_id, {}))[1].setdefault(str(target), (k, inp))
     return [Unit(content, (FEATURES, clip_id, list(pairs.values()))) for content, (clip_id, pairs) in wanted.items()]
@@ -241,6 +247,6 @@ def _unit_scorer(clips, by_key: dict[str, BoundMetric], provider: FeatureProvide
 def fingerprint(provider: FeatureProvider, clip: Clip, m: BoundMetric) -> tuple[str | None, str | None]:
     """(fingerprint of the metric's inputs for this clip, None) or (None, why the clip has no such input)."""
     try:
-        return provider.fingerprint(clip, input_keys(m)), None
+        return provider.fingerprint(clip, input_keys(m), m.optional), None
     except DoesNotApply as e:
         return None, str(e)

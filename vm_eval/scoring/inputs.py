@@ -7,6 +7,7 @@ by its sha256, a reference or video span by its file's sha256 plus the span.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container, Iterable
 from dataclasses import asdict
 
 import numpy as np
@@ -85,8 +86,24 @@ class FeatureProvider:
             return "ref:" + span_key(m.resolve(clip.reference), clip)
         return "video:" + span_key(m.resolve(clip.video), clip)
 
-    def fingerprint(self, clip: Clip, keys) -> str:
-        return json_sha256({k: self.source_key(clip, k) for k in sorted(keys)})
+    def content_keys(self, clip: Clip, keys: Iterable[str], optional: Container[str] = ()
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+        """({input key: content key} of the inputs `clip` has, {optional input key it lacks: why}); DoesNotApply
+        when it lacks an input not in `optional`."""
+        present, absent = {}, {}
+        for k in sorted(keys):
+            try:
+                present[k] = self.source_key(clip, k)
+            except DoesNotApply as e:
+                if k not in optional:
+                    raise
+                absent[k] = str(e)
+        return present, absent
+
+    def fingerprint(self, clip: Clip, keys: Iterable[str], optional: Container[str] = ()) -> str:
+        """Hash of the content keys of the inputs the clip has: a clip that gains an optional input (a donor, once
+        another clip has output) gets another fingerprint, so its records are recomputed with it."""
+        return json_sha256(self.content_keys(clip, keys, optional)[0])
 
     # -- media --------------------------------------------------------------------------------------------
     def generated_audio(self, clip_id: str) -> Audio:

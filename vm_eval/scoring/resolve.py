@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from metrics.base import MetricInfo, input_kind
+from metrics.base import MetricInfo, input_kind, optional_inputs
 from vm_eval.errors import UserError
 from vm_eval.media import RESAMPLER
 from vm_eval.registries import METRICS
@@ -31,6 +31,7 @@ class BoundMetric:
     info: MetricInfo
     key: str
     inputs: dict = field(default_factory=dict)  # input key -> extractor
+    optional: dict[str, tuple[str, ...]] = field(default_factory=dict)  # input a clip may lack -> its sub-scores
 
     @property
     def is_set(self) -> bool:
@@ -57,7 +58,8 @@ def build(entry: Entry) -> BoundMetric:
     inputs = dict(getattr(metric, "inputs", {}) or {})
     for k in inputs:
         input_kind(k)  # validates the declared kinds early, with a clear message
-    return BoundMetric(entry.name, metric, metric.info, metric.info.key(RESAMPLER, inputs or None), inputs)
+    return BoundMetric(entry.name, metric, metric.info, metric.info.key(RESAMPLER, inputs or None), inputs,
+                       optional_inputs(metric))
 
 
 def resolve_metrics(names: list[str] | None) -> tuple[list[BoundMetric], dict[str, str]]:
