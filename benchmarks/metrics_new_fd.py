@@ -27,17 +27,7 @@ for p in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(p))
 
 import vm_eval  # noqa: E402,F401  first: installs the compat import hook (torchvision) transformers needs
-
-
-def best_of(fn, repeats: int):
-    """(wall s, CPU s of this process, result) of the fastest of `repeats` calls."""
-    best, out = None, None
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        t = (time.perf_counter() - w0, time.process_time() - c0)
-        best = t if best is None or t[0] < best[0] else best
-    return (*best, out)
+from metrics_new import best_of  # noqa: E402  this folder's other metrics benchmark: one timing helper
 
 
 def write_checkpoints(root: Path) -> None:
@@ -93,7 +83,7 @@ def main() -> None:
             rows = None
             for seconds in args.seconds:
                 audio = signal(seconds, seed=1)
-                t, cpu, emb = best_of(lambda: ext(audio, 44_100), args.repeats)
+                (t, cpu), emb = best_of(lambda: ext(audio, 44_100), args.repeats)
                 rows = emb.shape
                 print(f"  {seconds:g} s stereo 44.1 kHz clip: {t:.2f} s per clip (CPU {cpu:.2f} s; {seconds / t:.1f}x "
                       f"real time), rows {emb.shape[0]} x {emb.shape[1]}")
@@ -102,9 +92,9 @@ def main() -> None:
             t0 = time.perf_counter()
             stats = bound.metric.reference_statistics(ref)
             t_ref = time.perf_counter() - t0
-            t_set, c_set, score = best_of(lambda: bound.metric.score_set(gen, stats, seed=0), 1)
+            (t_set, c_set), score = best_of(lambda: bound.metric.score_set(gen, stats, seed=0), 1)
             with threadpool_limits(1, user_api="blas"):
-                t_one, c_one, _ = best_of(lambda: bound.metric.score_set(gen, stats, seed=0), 1)
+                (t_one, c_one), _ = best_of(lambda: bound.metric.score_set(gen, stats, seed=0), 1)
             print(f"  set step, {args.clips} + {args.clips} clips of {rows[0]} rows: reference statistics "
                   f"{t_ref:.2f} s, score_set {t_set:.2f} s (CPU {c_set:.2f} s); with one BLAS thread {t_one:.2f} s "
                   f"(CPU {c_one:.2f} s); FD {score.value:.4g}, FAD-inf {score.extra['fad-inf']:.4g}")
