@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +277,9 @@ def execute(cfg: RunConfig, log=None) -> RunOutcome:
                                                         _checkpoint_paths(checkpoints)),
                                     Resources(cpus=1, gpus=1 if extra.get("gpu") and executor.gpus() else 0),
                                     name="generate", single=True)
+            if ident.model is not None and executor.in_process(gen_worker, len(selected)):
+                # describe() had to build the model to learn its identity: generate with that one, not a second
+                gen_worker = replace(gen_worker, factory=_batch_runner, args=(ident.model, pool))
             clock.start("generation_s")
             gen = generate_stage(run, ident.info.name, selected, cfg.batch_size, cfg.progress, executor, gen_worker)
             clock.start("scoring_s")
