@@ -18,10 +18,11 @@ projection (``condition_provider.conditioners.description.output_proj``, 768 -> 
 the LM's cross-attention. Classifier-free guidance's null rows are what audiocraft's
 ClassifierFreeGuidanceDropout + T5Conditioner give for the dropped description: zeros with mask 0.
 
-Sampling is VidMusician's own loop (:mod:`vidmusician.generate`; this model implements its CrossConditioning
-interface): MusicGen's defaults top_k 250, top_p 0, temperature 1.0, cfg_coef 3.0, 30 s windows advanced by
-18 s past 30 s, one torch.Generator per clip from the clip's seed, EnCodec decode to exactly
-round(duration * 32000) samples.
+Sampling is VidMusician's own loop (:mod:`vidmusician.generate`, decoding with the one MusicGen-backbone decoder
+:mod:`vidmusician.decoder`; this model implements its CrossConditioning interface; a sliding window keeps the
+clip's prompt, so it reuses the first window's cross-attention keys / values): MusicGen's defaults top_k 250,
+top_p 0, temperature 1.0, cfg_coef 3.0, 30 s windows advanced by 18 s past 30 s, one torch.Generator per clip
+from the clip's seed, EnCodec decode to exactly round(duration * 32000) samples.
 
 Batch independence: audiocraft's cross-attention ignores the condition mask, so a prompt zero-padded to a longer
 batch partner would see extra zero vectors (upstream MusicGen batches like that). Here every prompt is encoded

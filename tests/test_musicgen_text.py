@@ -173,18 +173,26 @@ def test_cfg_null_rows_are_zeros_with_mask_zero(model, monkeypatch):
     assert isinstance(tm, CrossConditioning)
     null, null_mask = tm.null_condition(2, 5)
     assert null.shape == (2, 5, 64) and torch.all(null == 0) and torch.all(null_mask == 0)
-    seen = []
-    real = tm.lm.forward
+    from vidmusician.decoder import MusicGenDecoder
 
-    def spy(*args, condition_tensors=None, **kwargs):
+    seen, steps = [], []
+    real_source, real_step = MusicGenDecoder.cross_source, MusicGenDecoder.step
+
+    def spy_source(self, condition_tensors):
         seen.append(condition_tensors["description"])
-        return real(*args, condition_tensors=condition_tensors, **kwargs)
+        return real_source(self, condition_tensors)
 
-    monkeypatch.setattr(tm.lm, "forward", spy)
+    def spy_step(self, tokens, all_logits=False):
+        steps.append(tokens.shape[0])
+        return real_step(self, tokens, all_logits)
+
+    monkeypatch.setattr(MusicGenDecoder, "cross_source", spy_source)
+    monkeypatch.setattr(MusicGenDecoder, "step", spy_step)
     prompts = ["happy pop", "sad jazz"]
     generate_codes(tm, prompts, 6, [1, 2], model.gen)
+    assert len(seen) == 1  # the condition enters once per window
     src, mask = seen[0]
-    assert src.shape[0] == 4 and all(s is seen[0][0] for s, _ in seen)  # [cond rows; null rows], every step
+    assert src.shape[0] == 4 and steps and all(n == 4 for n in steps)  # [cond rows; null rows], every step
     with torch.no_grad():
         cond, cmask = tm.condition(prompts)
     torch.testing.assert_close(src[:2], cond)

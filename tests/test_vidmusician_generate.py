@@ -1,4 +1,4 @@
-"""VidMusician generation (tiny preset, random weights, CPU): streaming decoding matches teacher forcing (rhythm
+"""VidMusician generation (tiny preset, random weights, CPU): incremental decoding matches teacher forcing (rhythm
 offset included), per-row seeding, top-k / top-p, classifier-free guidance, sliding windows, exact-length audio."""
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _check_greedy(codes, logits, valid):
 
 # ------------------------------------------------------------------------------------------------ teacher forcing
 @pytest.mark.parametrize("stage,coef", [("1", 1.0), ("2", 1.0), ("2", 3.0)])
-def test_greedy_streaming_equals_teacher_forcing(models, inputs, stage, coef):
+def test_greedy_decoding_equals_teacher_forcing(models, inputs, stage, coef):
     model = models[stage]
     cls, d = inputs
     gen = dataclasses.replace(GREEDY, cfg_coef=coef)
@@ -156,36 +156,38 @@ def test_sample_tokens_rows_use_own_generator():
 
 
 # ------------------------------------------------------------------------------------------------ guidance
-def _spy_windows(model, monkeypatch):
-    """Record the rhythm feature each hook adds (per call)."""
+def _spy_additions(monkeypatch):
+    """Record the in-attention additions ({layer: [rows, N, dim]}) each decoding window starts with."""
+    from vidmusician.decoder import MusicGenDecoder
+
     calls = []
-    real = model.rhythm.window
+    real = MusicGenDecoder.begin
 
-    def window(layer_idx, length, batch):
-        piece = real(layer_idx, length, batch)
-        calls.append((batch, None if piece is None else piece.clone()))
-        return piece
+    def begin(self, cross, capacity, additions=None):
+        calls.append((cross.keys[0].shape[0], {j: f.clone() for j, f in (additions or {}).items()}))
+        return real(self, cross, capacity, additions)
 
-    monkeypatch.setattr(model.rhythm, "window", window)
+    monkeypatch.setattr(MusicGenDecoder, "begin", begin)
     return calls
 
 
 def test_cfg_batches_and_null_rows_get_no_rhythm(models, inputs, monkeypatch):
     model = models["2"]
     cls, d = inputs
-    calls = _spy_windows(model, monkeypatch)
+    calls = _spy_additions(monkeypatch)
     generate_codes(model, cls, 10, [0, 1], dataclasses.replace(GEN, cfg_coef=1.0), d=d)
-    assert calls and all(batch == B for batch, _ in calls)  # conditional rows only, no doubled batch
-    assert all(p is not None and p.abs().sum() > 0 for _, p in calls)
+    (rows, adds), = calls
+    assert rows == B and sorted(adds) == sorted(model.rhythm.injection_layers)  # conditional rows only
+    assert all(f.shape[0] == B and f.abs().sum() > 0 for f in adds.values())
     calls.clear()
     generate_codes(model, cls, 10, [0, 1], GEN, d=d)
-    assert calls and all(batch == 2 * B for batch, _ in calls)
-    for _, piece in calls:
-        assert piece[:B].abs().sum() > 0  # conditional rows: rhythm
-        assert torch.all(piece[B:] == 0)  # null rows: none
-    # the first call sees step 0 only; d[:, 0] reaches the conditional rows at the first injection layer
-    expected0 = model.rhythm(d)[model.rhythm.injection_layers[0]][:, :1]
-    assert torch.allclose(calls[0][1][:B], expected0)
+    (rows, adds), = calls
+    assert rows == 2 * B
+    expected = model.rhythm(d)
+    for j, f in adds.items():
+        assert f[:B].abs().sum() > 0  # conditional rows: rhythm
+        assert torch.all(f[B:] == 0)  # null rows: none
+        assert torch.equal(f[:B], expected[j])  # step s of the window gets d[:, s] (F_Rj at position s)
 
 
 def test_cfg_coef_one_is_conditional_only(models, inputs, monkeypatch):

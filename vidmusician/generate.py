@@ -12,9 +12,12 @@ used as it is (e.g. ``baselines.musicgen_text``: T5 text conditions); VidMusicia
 
 Token alignment (the same as teacher forcing in :meth:`VidMusician.predictions`): the LM runs on MusicGen's
 delay-pattern sequence (step 0 holds only special tokens; step ``s`` predicts codebook k at frame ``s - k``) and
-the rhythm hooks add ``d[:, s]`` at sequence step ``s``. Streaming decoding feeds one step per LM call (the first
-call feeds step 0, or the whole prompt region), and ``RhythmAdapter.set_outputs(..., auto_advance=True)`` moves
-the offset by the number of steps seen, so step ``s`` receives the same feature as in a full-sequence pass.
+the rhythm hooks add ``d[:, s]`` at sequence step ``s``. Decoding runs the LM's frozen weights through
+:class:`vidmusician.decoder.MusicGenDecoder` (cross-attention K / V once per window, a preallocated KV cache; the
+same arithmetic as audiocraft's streaming forward, tested in ``tests/test_decoder_equivalence.py``), one step per
+call (the first call feeds step 0, or the whole prompt region); the decoder adds F_Rj[:, s] to layer j's input at
+step ``s``, as the adapter's hooks do in a full-sequence pass. CPU decoding runs at
+:func:`vidmusician.decoder.decode_threads` threads (one for the tiny presets), restored afterwards.
 
 Randomness: every batch row draws from its own ``torch.Generator`` (made from its seed), so a clip's output does
 not depend on which other clips share the batch. Caveat: audiocraft's cross-attention ignores the condition mask,
@@ -32,14 +35,17 @@ from __future__ import annotations
 import contextlib
 import math
 import typing as tp
+from dataclasses import dataclass
 
 import torch
 
 from .backbone import cross_condition
 from .config import GenerationConfig
+from .decoder import MusicGenDecoder, cpu_threads, decode_threads, decoder_for
+from .kvcache import CrossCache
 
 __all__ = ["sample_tokens", "generate_codes", "generate_long", "plan_windows", "decode_audio", "make_generators",
-           "CrossConditioning", "conditioning_of", "DEFAULT_OVERLAP_FRACTION"]
+           "CrossConditioning", "conditioning_of", "ConditionCache", "DEFAULT_OVERLAP_FRACTION"]
 
 # MusicGen's habit: 30 s windows advanced by 18 s, i.e. the new window keeps the last 40% of the previous one.
 DEFAULT_OVERLAP_FRACTION = 0.4
@@ -153,10 +159,53 @@ def _rhythm_outputs(model, d: tp.Optional[torch.Tensor], batch: int,
     return outs
 
 
+@dataclass
+class ConditionCache:
+    """What one window's condition left for the next window of the same clips (see :func:`generate_long`): its
+    inputs, the rows' cross-attention source and the decoder's projected K / V. A window whose inputs are equal
+    skips the conditioning model; one whose cross-attention source is bitwise equal skips the K / V projection."""
+
+    inputs: tp.Any = None
+    guided: tp.Optional[bool] = None
+    source: tp.Optional[torch.Tensor] = None
+    cross: tp.Optional[CrossCache] = None
+
+
+def _same_inputs(a: tp.Any, b: tp.Any) -> bool:
+    """Bitwise-equal conditioning inputs (tensors, strings, or lists / tuples of them)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_inputs(x, y) for x, y in zip(a, b))
+    if a is None or b is None:
+        return a is b
+    return type(a) is type(b) and isinstance(a, (str, int, float)) and a == b
+
+
+def _cross_source(model, decoder: MusicGenDecoder, inputs, cls_mask, guided: bool,
+                  cache: tp.Optional[ConditionCache]) -> tp.Tuple[torch.Tensor, CrossCache]:
+    """The rows' fused cross-attention source ``[B', S, dim]`` (conditional rows, then the null rows under
+    guidance) and its K / V, reusing ``cache`` where the window's condition is unchanged."""
+    if (cache is not None and cache.source is not None and cls_mask is None and cache.guided == guided
+            and _same_inputs(inputs, cache.inputs)):
+        return cache.source, cache.cross
+    conditioning = conditioning_of(model)
+    cond, mask = conditioning.condition(inputs, cls_mask)
+    if guided:
+        null, null_mask = conditioning.null_condition(cond.shape[0], cond.shape[1])
+        cond, mask = torch.cat([cond, null]), torch.cat([mask, null_mask.to(mask.dtype)])
+    source = decoder.cross_source(cross_condition(cond, mask))
+    cross = decoder.cross_cache(source, previous=None if cache is None else cache.cross)
+    if cache is not None:
+        cache.inputs, cache.guided, cache.source, cache.cross = inputs, guided, source, cross
+    return source, cross
+
+
 def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Tensor]], n_frames: int,
                    seeds: Seeds, gen: GenerationConfig, cls_mask: tp.Optional[torch.Tensor] = None,
                    d: tp.Optional[torch.Tensor] = None, prompt: tp.Optional[torch.Tensor] = None,
-                   progress: Progress = None) -> torch.Tensor:
+                   progress: Progress = None, condition_cache: tp.Optional[ConditionCache] = None) -> torch.Tensor:
     """Generate one window of ``n_frames`` EnCodec frames (50 Hz): LongTensor [B, K, n_frames].
 
     Args:
@@ -171,24 +220,22 @@ def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Te
             past N get none. Ignored when ``not model.uses_rhythm``.
         prompt: codes [B, K, P] (P < n_frames) to continue from; they are copied to the output unchanged.
         progress: called as ``progress(done_steps, total_steps)`` after each decoding step.
+        condition_cache: carried from window to window by :func:`generate_long` (reuses an unchanged condition).
     """
     lm = model.lm
     device = next(lm.parameters()).device
     was_training = model.training
     model.eval()
+    threads = decode_threads(lm) if device.type == "cpu" else torch.get_num_threads()
     try:
-        with torch.inference_mode():
-            conditioning = conditioning_of(model)
-            cond, mask = conditioning.condition(cls_feats, cls_mask)
-            B = cond.shape[0]
+        with torch.inference_mode(), cpu_threads(threads), contextlib.ExitStack() as stack:
+            decoder = decoder_for(lm)
+            guided = float(gen.cfg_coef) != 1.0
+            source, cross = _cross_source(model, decoder, cls_feats, cls_mask, guided, condition_cache)
+            B = source.shape[0] // (2 if guided else 1)
             if len(seeds) != B:
                 raise ValueError(f"need one seed per row: {len(seeds)} seeds for batch {B}")
             generators = make_generators(seeds, device)
-            guided = float(gen.cfg_coef) != 1.0
-            if guided:
-                null, null_mask = conditioning.null_condition(B, cond.shape[1])
-                cond, mask = torch.cat([cond, null]), torch.cat([mask, null_mask.to(mask.dtype)])
-            condition_tensors = cross_condition(cond, mask)
             rhythm = _rhythm_outputs(model, d, B, guided)
 
             K, special = lm.num_codebooks, lm.special_token_id
@@ -206,27 +253,24 @@ def generate_codes(model, cls_feats: tp.Union[torch.Tensor, tp.Sequence[torch.Te
             first = pattern.get_first_step_with_timesteps(P)
             total = seq.shape[-1] - first
 
-            # conditioning(None) saves the adapter state and restores it on exit (also on exceptions)
-            adapter = getattr(model, "rhythm", None)
-            with (adapter.conditioning(None) if adapter is not None else contextlib.nullcontext()), lm.streaming():
-                if adapter is not None:
-                    adapter.set_outputs(rhythm, offset=0, auto_advance=True)
-                prev = 0
-                for step in range(first, seq.shape[-1]):
-                    inp = seq[..., prev:step]  # step 0 (or the prompt region) first, then one step per call
-                    if guided:
-                        inp = torch.cat([inp, inp])
-                    logits = lm(inp, conditions=[], condition_tensors=condition_tensors)[:, :, -1]  # [., K, card]
-                    if guided:
-                        c, u = logits.split(B)
-                        logits = u + float(gen.cfg_coef) * (c - u)
-                    tok = sample_tokens(logits, generators, gen.use_sampling, gen.temperature, gen.top_k, gen.top_p)
-                    tok = torch.where(seq_mask[:, step].unsqueeze(0), tok, torch.full_like(tok, special))
-                    col = seq[..., step]
-                    seq[..., step] = torch.where(col == unknown, tok, col)  # never overwrite prompt tokens
-                    prev = step
-                    if progress is not None:
-                        progress(step - first + 1, total)
+            decoder.begin(cross, seq.shape[-1], rhythm)
+            stack.callback(decoder.release)
+            prev = 0
+            for step in range(first, seq.shape[-1]):
+                inp = seq[..., prev:step]  # step 0 (or the prompt region) first, then one step per call
+                if guided:
+                    inp = torch.cat([inp, inp])
+                logits = decoder.step(inp)  # [B', K, card]
+                if guided:
+                    c, u = logits.split(B)
+                    logits = u + float(gen.cfg_coef) * (c - u)
+                tok = sample_tokens(logits, generators, gen.use_sampling, gen.temperature, gen.top_k, gen.top_p)
+                tok = torch.where(seq_mask[:, step].unsqueeze(0), tok, torch.full_like(tok, special))
+                col = seq[..., step]
+                seq[..., step] = torch.where(col == unknown, tok, col)  # never overwrite prompt tokens
+                prev = step
+                if progress is not None:
+                    progress(step - first + 1, total)
             out, _, _ = pattern.revert_pattern_sequence(seq, special_token=unknown)
             out = out[..., :n_frames]
             if (out < 0).any() or (out >= lm.card).any():
@@ -327,6 +371,7 @@ def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
     totals = [s - model.lm.pattern_provider.get_pattern(n).get_first_step_with_timesteps(p)
               for s, (_, n, p) in zip(layouts, plan)]
     done_before = 0
+    cache = ConditionCache()  # a window whose condition is unchanged reuses the previous one's K / V
     out = torch.zeros(B, model.lm.num_codebooks, n_total, dtype=torch.long, device=device)
     for (t0, n, p), seq_len, steps in zip(plan, layouts, totals):
         t0_s, t1_s = t0 / token_rate, (t0 + n) / token_rate
@@ -334,7 +379,7 @@ def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
         d = _d_window(d_per_clip, t0, seq_len)
         prompt = out[..., t0:t0 + p] if p > 0 else None
         cb = None if progress is None else _offset_progress(progress, done_before, sum(totals))
-        codes = generate_codes(model, cls, n, generators, gen, d=d, prompt=prompt, progress=cb)
+        codes = generate_codes(model, cls, n, generators, gen, d=d, prompt=prompt, progress=cb, condition_cache=cache)
         out[..., t0:t0 + n] = codes
         done_before += steps
     return out

@@ -51,6 +51,7 @@ from torch import nn
 
 from .checkpoint import atomic_write_bytes, save_checkpoint, trainable_state
 from .data import TrainExample, collate, segment
+from .decoder import cpu_threads, decode_threads
 
 __all__ = ["train", "TrainResult", "TrainStateMismatch", "stage_plan", "lr_multiplier", "STATE_FORMAT"]
 
@@ -281,6 +282,11 @@ def train(model: nn.Module, examples: tp.Sequence[TrainExample], out_dir: tp.Uni
     elapsed: tp.Dict[str, float] = {}
     skipped: tp.List[str] = []
     resumed_from: tp.Optional[int] = None
+    # CPU threads by backbone size, as decoding (one for the tiny presets: a second OpenMP thread only spins on
+    # small matrices and collapses when another process holds the other core); restored afterwards
+    threads = contextlib.ExitStack()
+    if dev.type == "cpu":
+        threads.enter_context(cpu_threads(decode_threads(model.lm)))  # type: ignore[attr-defined]
     try:
         for st in plan:
             state_path = out_dir / f"state-{st}.pt"
@@ -381,6 +387,7 @@ def train(model: nn.Module, examples: tp.Sequence[TrainExample], out_dir: tp.Uni
             elapsed[st] = stage_elapsed
     finally:
         transformer.checkpointing = old_ckpt
+        threads.close()
         model.eval()
 
     if resumed_from is None and skipped:
