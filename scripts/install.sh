@@ -17,7 +17,10 @@ log() { printf '\033[1;34m[install]\033[0m %s\n' "$*"; }
 # to audio with FluidSynth and the GM SoundFont (FluidR3_GM.sf2).
 # chromium + chromium-driver: the real-browser tests (listening-test rater session, leaderboard) drive Debian's
 # headless Chromium through Selenium; Selenium's own browser download needs a network this machine does not have.
-APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm chromium chromium-driver)
+# postgresql: the listening-test server's multi-worker database (`study serve --workers N --db postgresql+psycopg://`);
+# the tests and benchmarks/study_load.py start a throwaway server from its binaries (/usr/lib/postgresql/*/bin), and
+# it brings libpq5, which the pure-Python psycopg driver loads.
+APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm chromium chromium-driver postgresql)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

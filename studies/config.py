@@ -30,11 +30,12 @@ CATCH_ANCHORS: dict[str, str] = {"rhythm": "anchor-beat-shift", "content": "anch
 
 DEFAULT_CONSENT = (
     "This is a listening study on music for videos. You will watch short videos, each with two different "
-    "soundtracks, and say which one you prefer. It takes about 20 to 30 minutes; please use headphones in a quiet "
-    "room. We record your answers, how long you listened to each soundtrack, and an anonymous rater code; nothing "
-    "that identifies you. Taking part is voluntary and you may stop at any time without giving a reason; answers "
-    "given until then may be kept unless you ask us to delete them. By continuing you confirm that you are 18 or "
-    "older and agree to take part."
+    "soundtracks, and say which one you prefer; the number of trials and the expected time are stated below. "
+    "Please use headphones in a quiet room. We record your answers, how long you listened to each soundtrack, the "
+    "result of a short headphone check if the study has one, and a pseudonymous rater code (on Prolific, your "
+    "Prolific ID); nothing else that identifies you. Taking part is voluntary and you may stop at any time without "
+    "giving a reason; answers given until then may be kept unless you ask us to delete them. By continuing you "
+    "confirm that you are 18 or older and agree to take part."
 )
 DEFAULT_INSTRUCTIONS = (
     "Each page shows one video with two soundtracks, A and B. Play the video with each soundtrack (you can switch "
@@ -75,6 +76,62 @@ DEFAULT_QUESTIONS: tuple[Question, ...] = (
 )
 
 
+class ProlificConfig(BaseModel):
+    """A study run on Prolific: raters enter with ``?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...`` and are sent
+    to ``completion_url?cc=<completion_code>`` when they finish (the code is the one set on Prolific)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    completion_code: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    completion_url: str = Field("https://app.prolific.com/submissions/complete", pattern=r"^(https?://\S+|/\S*)$",
+                                description="where a finished rater is sent (an absolute http(s) URL or a path)")
+
+
+class PanelConfig(BaseModel):
+    """An MTurk-style panel: the last page shows a completion code that the rater pastes on the panel's site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    completion_code: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                        description="one code for everyone; None: each rater's own random code")
+    name: str = Field("the site where you found this study", min_length=1, max_length=80,
+                      description="how the page names the panel ('Please submit it on <name>.')")
+
+
+class ScreeningConfig(BaseModel):
+    """The headphone screening before the trials: a Huggins-pitch test (Milne et al. 2021, :mod:`studies.screening`).
+    Each of `trials` rounds plays three noises, one of which carries a faint pitch audible only over headphones;
+    a rater passes with at least `pass_min` right. Failing does not stop the rater; the analysis drops their votes
+    when `exclude_failed` is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["huggins"] = "huggins"
+    trials: int = Field(6, ge=1, le=20)
+    pass_min: int = Field(5, ge=1)
+    exclude_failed: bool = True
+    frequency_hz: float = Field(600.0, ge=200.0, le=2000.0, description="centre of the phase-inverted band")
+    bandwidth: float = Field(0.06, gt=0.0, le=0.3, description="half-width of the band, relative to frequency_hz")
+    interval_s: float = Field(1.0, ge=0.2, le=3.0, description="length of each noise")
+    gap_s: float = Field(0.5, ge=0.0, le=2.0, description="silence between the noises of a round")
+
+    @model_validator(mode="after")
+    def _pass_min(self) -> "ScreeningConfig":
+        if self.pass_min > self.trials:
+            raise ValueError(f"pass_min {self.pass_min} is more than the {self.trials} screening trials")
+        return self
+
+
+class Thresholds(BaseModel):
+    """Small-n warning thresholds of the analysis (`vm-eval study analyze` warns below them; nothing is dropped).
+    Defaults: 10 raters per question and 20 votes per compared system pair."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    raters: int = Field(10, ge=1, description="warn when a question has fewer raters (after exclusion)")
+    votes_per_pair: int = Field(20, ge=1, description="warn when a compared system pair has fewer votes")
+
+
 class StudyConfig(BaseModel):
     """A pairwise listening study. Unknown fields are errors (a misspelt option must not be silently ignored)."""
 
@@ -93,6 +150,12 @@ class StudyConfig(BaseModel):
     true_peak_dbtp: float = Field(-1.0, ge=-20.0, le=0.0, description="true-peak ceiling (4x oversampled)")
     consent_text: str = Field(DEFAULT_CONSENT, min_length=1)
     instructions_text: str = Field(DEFAULT_INSTRUCTIONS, min_length=1)
+    practice_trial: bool = Field(False, description="one extra trial first, shown as practice and never analysed")
+    screening: ScreeningConfig | None = Field(None, description="headphone screening after the volume check")
+    prolific: ProlificConfig | None = None
+    panel: PanelConfig | None = None
+    expected_minutes: float | None = Field(None, gt=0, description="study length stated to raters; None: estimated")
+    thresholds: Thresholds = Field(default_factory=Thresholds, description="small-n warnings of the analysis")
 
     @field_validator("systems")
     @classmethod

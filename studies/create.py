@@ -5,7 +5,9 @@ dataset/split) -> keep the clips every run has audio for -> find (or run, they n
 and anchor runs that catch trials need (:data:`studies.config.CATCH_ANCHORS`) -> build the balanced design
 (:mod:`studies.design`) -> one stimulus per (clip, system) the design shows: the run's music fitted to the clip,
 loudness-normalised (BS.1770-4, :mod:`studies.stimuli`) and muxed with the clip's silent video, named by its
-content key so that file names reveal no system.
+content key so that file names reveal no system, in one audio format (:data:`studies.stimuli.FORMAT`), written in
+a seeded random order and all given one file time, so that neither the files nor their write order tell the
+systems apart.
 
 STUDY_DIR is written in the order :mod:`studies.layout` lists it (stimuli, study.yaml, design.json, stimuli.json,
 systems.json, and manifest.json last), so an interrupted create never looks complete; readers check completion
@@ -14,6 +16,8 @@ with :func:`studies.layout.verify_study`, which lives there so that they need no
 from __future__ import annotations
 
 import json
+import os
+import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -85,51 +89,14 @@ def _describe(run: Run) -> str:
             f"{run.status}, {m.get('counts', {}).get('done', '?')} clips done) at {run.dir}")
 
 
-def _by_id_or_path(ref: str, store: RunStore, all_runs: list[Run]) -> Run | None:
-    p = Path(ref)
-    if (p / "run.json").is_file():
-        return Run(p)
-    if p.is_dir() and (p.is_absolute() or "/" in ref):
-        raise StudyCreateError(f"{ref} is a folder but not a run folder (no run.json in it)")
-    hits = [r for r in all_runs if r.dir.name.startswith(ref)]
-    if len(hits) > 1:
-        raise StudyCreateError(f"run id prefix {ref!r} is ambiguous under {store.root}; it matches:\n"
-                               + "\n".join(f"  {_describe(r)}" for r in hits))
-    return hits[0] if hits else None
-
-
 def resolve_runs(refs: Sequence[str], store: RunStore, split: str | None = None) -> list[Run]:
-    """Runs for `refs`, each a run id, a unique id prefix, a run folder, or a model name with exactly one stored
-    run on the dataset/split of the other runs (split default: `split`, else test). All must share dataset and
+    """Runs for `refs` by the selectors of `vm-eval compare` (vm_eval.results.resolve_runs: run id, unique id
+    prefix, run folder, or a model name = its newest complete run on the split). All must share dataset and
     split. Raises :class:`StudyCreateError` naming the problem and, for ambiguity, the candidates."""
-    all_runs = store.runs()
-    found: dict[int, Run] = {}
-    for i, ref in enumerate(refs):
-        run = _by_id_or_path(ref, store, all_runs)
-        if run is not None:
-            found[i] = run
-    metas = [r.meta() for r in found.values()]
-    datasets = {m.get("dataset") for m in metas}
-    split = split or next((m.get("split") for m in metas), None) or "test"
-    for i, ref in enumerate(refs):
-        if i in found:
-            continue
-        same_model = [r for r in all_runs if r.meta().get("model") == ref or r.dir.parent.name == ref]
-        if not same_model:
-            known = sorted({r.meta().get("model") or "?" for r in all_runs})
-            raise StudyCreateError(f"unknown run {ref!r}: no run id, id prefix, run folder or model name matches "
-                                   f"under {store.root} (stored models: {', '.join(known) or 'none'})")
-        cands = [r for r in same_model if r.meta().get("split") == split
-                 and (len(datasets) != 1 or r.meta().get("dataset") in datasets)]
-        if len(cands) != 1:
-            why = "no stored run" if not cands else f"{len(cands)} stored runs"
-            listed = cands or same_model
-            raise StudyCreateError(
-                f"model {ref!r} has {why} on split {split!r}"
-                + (f" of dataset {next(iter(datasets))!r}" if len(datasets) == 1 else "")
-                + "; give a run id instead. Candidates:\n" + "\n".join(f"  {_describe(r)}" for r in listed))
-        found[i] = cands[0]
-    runs = [found[i] for i in range(len(refs))]
+    from vm_eval.results import resolve_runs as resolve
+
+    runs = resolve(list(refs), store, split, error=StudyCreateError)
+    split = split or (runs[0].meta().get("split") if runs else None)
     keys = {(r.meta().get("dataset"), r.meta().get("split")) for r in runs}
     if len(keys) > 1 or (split and any(r.meta().get("split") != split for r in runs)):
         raise StudyCreateError("the runs must share one dataset and split" + (f" ({split})" if split else "")
@@ -277,10 +244,9 @@ def _loudness_range(stimuli: list[dict]) -> dict[str, float]:
 
 def create_study(req: CreateRequest) -> CreateResult:
     """Create the study folder `req.out` (see the module docstring); returns what was written and a summary."""
-    from tqdm import tqdm
-
     from vm_eval.data import resolve_dataset
     from vm_eval.data.manifest import load_manifest
+    from vm_eval.progress import progress_bar
     from vm_eval.media import load_audio
     from vm_eval.models.api import ClipInput
 
@@ -342,10 +308,12 @@ def create_study(req: CreateRequest) -> CreateResult:
     stim_dir = out / STIMULI_DIR
     cache = paths.cache_dir(store.root)
     pairs = sorted({(t.clip_id, s) for t in design.all_trials() for s in (t.system_left, t.system_right)})
+    # written in a random order (seeded, so a create is reproducible): the write order (file times, a server's
+    # Last-Modified) would otherwise follow the systems' names
+    random.Random(f"stimuli-order|{config.seed}").shuffle(pairs)
     videos: dict[str, Path] = {}
     stimuli = []
-    for clip_id, label in tqdm(pairs, desc="stimuli", unit="stimulus", disable=not req.progress, leave=False,
-                               dynamic_ncols=True):
+    for clip_id, label in progress_bar(pairs, desc="stimuli", unit="stimulus", enabled=req.progress):
         if clip_id not in videos:
             videos[clip_id] = ClipInput(manifest[clip_id], manifest, 0, cache / "media").silent_video()
         music = load_audio(audio[label][clip_id])
@@ -359,6 +327,10 @@ def create_study(req: CreateRequest) -> CreateResult:
                         "clip_id": clip_id, "system": label, "run_id": system_runs[label].dir.name,
                         "duration_s": rec.duration_s, "sample_rate": rec.sample_rate,
                         "loudness": asdict(rec.loudness), "cached": rec.cached})
+    stimuli.sort(key=lambda s: (s["clip_id"], s["key"]))  # stimuli.json lists them in no system order
+    when = min((stim_dir / f"{s['key']}.mp4").stat().st_mtime_ns for s in stimuli)
+    for s in stimuli:  # one file time for all, so not even the file system keeps the write order
+        os.utime(stim_dir / f"{s['key']}.mp4", ns=(when, when))
     key_of = {(s["clip_id"], s["system"]): s["key"] for s in stimuli}
     same = [t for t in design.all_trials()
             if key_of[(t.clip_id, t.system_left)] == key_of[(t.clip_id, t.system_right)]]

@@ -59,6 +59,7 @@ class Trial:
     is_catch: bool = False
     catch_kind: str | None = None
     expected: Side | None = None
+    is_practice: bool = False  # the practice trial: shown first, never analysed
 
     def expected_answer(self, question: Question) -> Side | None:
         """The correct side for `question` on this trial; None when the question has no correct answer here (not
@@ -78,6 +79,7 @@ class Design:
     catch_kinds: tuple[str, ...]
     seed: int
     trials: tuple[tuple[Trial, ...], ...]  # per rater, in presentation order
+    practice: bool = False  # each rater's first trial is a practice trial (beyond trials_per_rater)
 
     def all_trials(self) -> list[Trial]:
         return [t for rater in self.trials for t in rater]
@@ -88,7 +90,7 @@ class Design:
 
     def to_json(self) -> dict:
         """JSON-ready dict (settings + trial records); :meth:`from_json` restores an equal design."""
-        meta = {k: getattr(self, k) for k in ("raters", "trials_per_rater", "catch_rate", "seed")}
+        meta = {k: getattr(self, k) for k in ("raters", "trials_per_rater", "catch_rate", "seed", "practice")}
         return {**meta, "clips": list(self.clips), "systems": list(self.systems),
                 "catch_kinds": list(self.catch_kinds), "trials": self.to_records()}
 
@@ -99,7 +101,8 @@ class Design:
             per_rater[int(rec["rater"])].append(Trial(**rec))
         return cls(tuple(data["clips"]), tuple(data["systems"]), int(data["raters"]), int(data["trials_per_rater"]),
                    float(data["catch_rate"]), tuple(data["catch_kinds"]), int(data["seed"]),
-                   tuple(tuple(sorted(ts, key=lambda t: t.position)) for ts in per_rater))
+                   tuple(tuple(sorted(ts, key=lambda t: t.position)) for ts in per_rater),
+                   bool(data.get("practice", False)))
 
 
 def _problems(clips: Sequence[str], systems: Sequence[str], raters: int, k: int, catch_rate: float) -> list[str]:
@@ -136,12 +139,19 @@ def make_design(
     questions: Sequence[Question] = DEFAULT_QUESTIONS,
     catch_clips: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
+    practice: bool = False,
 ) -> Design:
     """Build the design (pure: same inputs and seed, same design).
 
     `catch_clips` maps a catch kind ("rhythm", "content") to the clips that have both ground-truth music and that
     kind's anchor; by default every clip. Catch trials number round(catch_rate * raters * trials_per_rater) in
     all, spread over raters within 1; they are part of each rater's `trials_per_rater`.
+
+    With `practice`, each rater first sees one practice trial on top of `trials_per_rater` (position 0, the
+    others follow): a comparison on a seeded random (clip, pair) cell that the rater's other trials do not show
+    where there is one, so the rater learns the page on a real trial.
+    Its votes are stored like any other and marked, and the analysis drops them; it is outside every balance
+    guarantee above (:func:`design_report` skips it).
     """
     clips, systems = list(clips), list(systems)
     problems = _problems(clips, systems, raters, trials_per_rater, catch_rate)
@@ -215,18 +225,29 @@ def make_design(
     trials = []
     for n, items in enumerate(per_rater):
         order = rng(4, n).permutation(len(items))
-        trials.append(tuple(
-            Trial(_trial_id(seed, n, pos, *items[i][:3]), n, pos, *items[i]) for pos, i in enumerate(order)
+        first: list[Trial] = []
+        if practice:  # drawn from its own stream: the rest of the design is the same with or without it
+            rp = rng(5, n)
+            seen = {(it[0], frozenset(it[1:3])) for it in items}
+            cells = [(c, p) for c in clips for p in pairs if (c, frozenset(p)) not in seen] or \
+                [(c, p) for c in clips for p in pairs]  # a cell the rater does not see again, where one is left
+            clip, (a, b) = cells[int(rp.integers(len(cells)))]
+            left, right = (a, b) if rp.integers(2) == 0 else (b, a)
+            first.append(Trial(_trial_id(seed, n, 0, clip, left, right), n, 0, clip, left, right, is_practice=True))
+        trials.append(tuple(first) + tuple(
+            Trial(_trial_id(seed, n, pos, *items[i][:3]), n, pos, *items[i])
+            for pos, i in enumerate(order, start=len(first))
         ))
     return Design(tuple(clips), tuple(systems), raters, trials_per_rater, catch_rate, tuple(kinds), seed,
-                  tuple(trials))
+                  tuple(trials), practice)
 
 
 def design_for_config(config: StudyConfig, clips: Sequence[str],
                       catch_clips: Mapping[str, Sequence[str]] | None = None) -> Design:
     """The design of a validated study config over the split's `clips`."""
     return make_design(clips, config.systems, config.raters, config.trials_per_rater, catch_rate=config.catch_rate,
-                       questions=config.questions, catch_clips=catch_clips, seed=config.seed)
+                       questions=config.questions, catch_clips=catch_clips, seed=config.seed,
+                       practice=config.practice_trial)
 
 
 @dataclass(frozen=True)
@@ -293,7 +314,8 @@ def design_report(design: Design) -> DesignReport:
     catch_counts: Counter[str] = Counter()
     catch_sides: dict[str, list[int]] = {}
     raters = []
-    for n, trials in enumerate(design.trials):
+    for n, all_trials in enumerate(design.trials):
+        trials = [t for t in all_trials if not t.is_practice]  # outside the balanced design
         r_pairs, r_clips, r_cells = Counter(), Counter(), Counter()
         left, seen = Counter(), Counter()
         for t in trials:
@@ -321,7 +343,8 @@ def design_report(design: Design) -> DesignReport:
             left_share={s: left[s] / seen[s] for s in design.systems if seen[s]},
         ))
     return DesignReport(
-        n_trials=sum(len(t) for t in design.trials), n_catch=sum(catch_counts.values()), cell_counts=cells,
+        n_trials=sum(not t.is_practice for t in design.all_trials()), n_catch=sum(catch_counts.values()),
+        cell_counts=cells,
         pair_counts=pair_counts, clip_counts=clip_counts, side_counts={p: (x, y) for p, (x, y) in sides.items()},
         catch_counts=dict(catch_counts), catch_sides={k: (x, y) for k, (x, y) in catch_sides.items()},
         raters=raters,

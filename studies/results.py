@@ -3,7 +3,9 @@
 `vm-eval study analyze` writes ``STUDY_DIR/analysis/summary.json`` and registers a copy as
 ``<results>/studies/<study name>-<hash of the study folder's path, 8 hex>.json`` (``{"study_dir", "registered",
 "summary"}``), where <results> is the folder holding the study's runs (read from ``systems.json``). `vm-eval
-results` and the leaderboard read these files only; a study analysed again replaces its entry.
+results` and the leaderboard read these files only; a study analysed again replaces its entry. `vm-eval study
+agree` adds ``"metric_agreement"`` (the agreement of objective metrics with the votes, studies.agree) to the
+entry; re-registering the summary keeps it while it was computed on the same study version (manifest hash).
 """
 from __future__ import annotations
 
@@ -33,13 +35,40 @@ def entry_path(results_dir: str | Path, study_dir: str | Path) -> Path:
     return Path(results_dir) / STUDIES_DIR / f"{name}-{json_sha256(str(study))[:8]}.json"
 
 
-def register(results_dir: str | Path, study_dir: str | Path, summary: dict) -> Path:
-    """Write (atomically) the study's entry in `results_dir`; returns its path."""
+def _read_entry(path: Path) -> dict | None:
+    try:
+        entry = json.loads(path.read_text())
+        return entry if isinstance(entry, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _manifest(d: dict | None) -> str | None:
+    return ((d or {}).get("study") or {}).get("manifest_sha256")
+
+
+def register(results_dir: str | Path, study_dir: str | Path, summary: dict,
+             agreement: dict | None = None) -> Path:
+    """Write (atomically) the study's entry in `results_dir`; returns its path. `agreement` (studies.agree's
+    JSON) is stored as ``metric_agreement``; without it an existing one for the same study version is kept."""
     path = entry_path(results_dir, study_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"study_dir": str(Path(study_dir).resolve()), "summary": summary,
-                             "registered": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    entry = {"study_dir": str(Path(study_dir).resolve()), "summary": summary,
+             "registered": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if agreement is None:
+        old = (_read_entry(path) or {}).get("metric_agreement")
+        if old is not None and _manifest(old) == _manifest(summary):
+            agreement = old
+    if agreement is not None:
+        entry["metric_agreement"] = agreement
+    atomic_write_json(path, entry)
     return path
+
+
+def registered_summary(results_dir: str | Path, study_dir: str | Path) -> dict | None:
+    """The summary registered for the study in `results_dir`, None when there is none (or it is unreadable)."""
+    entry = _read_entry(entry_path(results_dir, study_dir))
+    return entry.get("summary") if entry and isinstance(entry.get("summary"), dict) else None
 
 
 def list_studies(results_dir: str | Path) -> list[dict]:
@@ -84,9 +113,13 @@ def format_studies(studies: list[dict], runs: dict[str, dict] | None = None) -> 
             for r in qs["ranking"]:
                 run_id = system_runs.get(r["system"]) or "?"
                 status = runs[run_id]["status"] if run_id in runs else "run not in this results folder"
-                lines.append(f"    {int(r['rank']):2d}  {r['system']:<28s} {_num(r['strength'])} "
-                             f"[{_num(r['ci_lo'])}, {_num(r['ci_hi'])}]  run {run_id[:8]} ({status})")
+                rank = r.get("rank_range") or str(int(r["rank"]))
+                lines.append(f"    {rank:>4s}  {r['system']:<28s} {_num(r['strength'])} "
+                             f"[{_num(r['ci_lo'])}, {_num(r['ci_hi'])}]  n={r.get('votes', '?')}  run {run_id[:8]} "
+                             f"({status})")
+            for w in qs.get("warnings", []):
+                lines.append(f"    warning: {w}")
     if lines:
-        lines.append("study cells: rank (1 + systems whose lower CI bound beats this one's upper), Bradley-Terry "
-                     "log-strength (mean 0) [95% bootstrap CI over raters]")
+        lines.append("study cells: rank range (best-worst rank the CIs allow), Bradley-Terry log-strength (mean 0) "
+                     "[95% CI, raters x clips bootstrap; '-' where undefined], n = votes")
     return "\n".join(lines)

@@ -8,10 +8,15 @@ the upsampled signal is the true peak, in dBTP. When the loudness gain would put
 (default -1 dBTP) the gain is lowered until the true peak equals the ceiling, so peaky material ends up *quieter*
 than the target; :class:`LoudnessRecord` keeps both achieved values (output LUFS and dBTP) so this is visible.
 
-The soundtrack is fitted to the video's length (trimmed, or padded with silence) and surround music is folded
-to stereo (ITU-R BS.775; the muxed file has one stereo or mono track) before it is measured, so the loudness is
-that of what raters hear. AAC encoding in the muxed file changes the waveform slightly; the ceiling leaves 1 dB of
-headroom for that (the reason EBU R 128 sets -1 dBTP).
+Blinding: every stimulus has one format (:data:`FORMAT`), whatever system made its music: resampled to 48 kHz
+(polyphase, :func:`vm_eval.media.resample`), mono duplicated and surround folded (ITU-R BS.775) to stereo, and
+encoded as constant-bitrate Opus (libopus with VBR off, 128 kb/s, 20 ms frames: every packet has the same size,
+so the file size and the stream's bitrate follow from the duration alone) in an MP4 beside the clip's picture
+stream, copied unchanged. Both sides of a trial share the clip's video, and the music is fitted to the video's
+duration (cropped, or padded with silence, at the end) at 48 kHz, so both sides have the same number of samples
+and byte-identical sizes and headers. Measuring happens after these steps, so the loudness is that of what raters
+hear; the lossy encoding changes the waveform slightly, and the ceiling leaves 1 dB of headroom for that (the
+reason EBU R 128 sets -1 dBTP).
 """
 from __future__ import annotations
 
@@ -25,14 +30,30 @@ from pathlib import Path
 import numpy as np
 
 from vm_eval.fsutil import atomic_target, atomic_write_json, file_sha256
-from vm_eval.media import Audio, MediaError, mux_audio, probe_video
+from vm_eval.media import Audio, MediaError, probe_video, resample
 from vm_eval.errors import UserError
 
 OVERSAMPLE = 4
 _FIR_TAPS = 193  # 48 taps per phase; BS.1770-4 Annex 2's example interpolator has 12 per phase
 _FIR_WINDOW = ("kaiser", 8.0)
 TRUE_PEAK_METHOD = f"BS.1770-4 Annex 2: resample_poly x{OVERSAMPLE}, firwin({_FIR_TAPS}, 1/{OVERSAMPLE}, {_FIR_WINDOW})"
-STIMULUS_VERSION = 2  # bump when the processing changes, so cached stimuli are rebuilt (2: surround downmix)
+STIMULUS_VERSION = 3  # bump when the processing changes, so cached stimuli are rebuilt (2: surround downmix,
+#                       3: one format for all, FORMAT)
+
+
+@dataclass(frozen=True)
+class StimulusFormat:
+    """The one audio format of every stimulus (see the module docstring): container, codec, rate, layout, CBR."""
+
+    container: str = "mp4"
+    codec: str = "libopus"
+    sample_rate: int = 48_000  # Hz (Opus' own rate)
+    channels: int = 2
+    bit_rate: int = 128_000  # bits per second, constant (VBR off)
+    frame_samples: int = 960  # 20 ms per packet
+
+
+FORMAT = StimulusFormat()
 
 
 class StimulusError(UserError, ValueError):
@@ -162,7 +183,8 @@ def stimulus_key(video_path: str | Path, audio: Audio, target_lufs: float = -23.
     if not Path(video_path).is_file():
         raise MediaError(video_path, "file not found")
     settings = json.dumps({"target_lufs": float(target_lufs), "ceiling_dbtp": float(ceiling_dbtp),
-                           "true_peak": TRUE_PEAK_METHOD, "version": STIMULUS_VERSION}, sort_keys=True)
+                           "true_peak": TRUE_PEAK_METHOD, "version": STIMULUS_VERSION, "format": asdict(FORMAT)},
+                          sort_keys=True)
     parts = f"{file_sha256(video_path)}|{audio_sha256(audio)}|{settings}"
     return hashlib.sha256(parts.encode()).hexdigest()
 
@@ -196,7 +218,7 @@ def make_stimulus(
 ) -> StimulusRecord:
     """Normalise `audio` and mux it as the only soundtrack of `video_path`'s picture (original audio dropped).
 
-    The music is fitted to the video's length and folded to stereo (:func:`stereo_downmix`) first. Cached by
+    The music is brought to :data:`FORMAT` and the video's length first (:func:`to_stimulus_audio`). Cached by
     :func:`stimulus_key`: if `out_path` already holds the stimulus of this key (recorded in ``out_path + '.json'``),
     or `cache_dir` holds ``<key>.mp4``, nothing is re-encoded. Raises :class:`~vm_eval.media.MediaError` for an
     unreadable video, :class:`StimulusError` for silent audio or a channel count without a known layout.
@@ -216,11 +238,11 @@ def make_stimulus(
         if info.duration_s <= 0:
             raise MediaError(video_path, "video has zero duration")
         try:
-            fitted = stereo_downmix(audio.fit_length(info.duration_s))
+            fitted = to_stimulus_audio(audio, info.duration_s)
             normalised, loudness = normalize_loudness(fitted, target_lufs, ceiling_dbtp)
         except StimulusError as e:
             raise StimulusError(f"music for {video_path.name}: {e}") from None
-        mux_audio(video_path, normalised, out_path)
+        mux_stimulus(video_path, normalised, out_path)
         record = StimulusRecord(str(out_path), key, info.duration_s, normalised.sample_rate, loudness, False)
         if cache_dir is not None:
             dst = Path(cache_dir) / f"{key}.mp4"
@@ -229,3 +251,50 @@ def make_stimulus(
             atomic_write_json(_sidecar(dst), {**asdict(record), "path": str(dst), "cached": False})
     atomic_write_json(_sidecar(out_path), {**asdict(record), "cached": False})
     return record
+
+
+def to_stimulus_audio(audio: Audio, duration_s: float) -> Audio:
+    """`audio` as every stimulus carries it: stereo (mono duplicated, surround folded by :func:`stereo_downmix`),
+    at :data:`FORMAT`'s sample rate, and exactly ``round(duration_s * rate)`` samples long (cropped at the end, or
+    padded with silence at the end), so both sides of a trial (one clip, one duration) get equal lengths."""
+    x = stereo_downmix(audio)
+    if x.channels == 1:
+        x = Audio(np.concatenate([x.samples, x.samples]), x.sample_rate)
+    # crop at the native rate first (no need to resample music beyond the clip), then fit exactly at 48 kHz
+    return resample(x.fit_length(duration_s), FORMAT.sample_rate).fit_length(duration_s)
+
+
+def mux_stimulus(video: str | Path, audio: Audio, dst: str | Path) -> Path:
+    """Copy `video`'s picture stream (no re-encode) and add `audio` (already :func:`to_stimulus_audio`) as its only
+    soundtrack, encoded in :data:`FORMAT`. The output carries no timestamp or title (``bitexact``), so equal inputs
+    give equal bytes."""
+    import av
+
+    if audio.sample_rate != FORMAT.sample_rate or audio.channels != FORMAT.channels:
+        raise ValueError(f"mux_stimulus needs {FORMAT.channels}-channel {FORMAT.sample_rate} Hz audio")
+    with atomic_target(dst) as tmp:
+        with av.open(str(video)) as src, av.open(str(tmp), "w", format=FORMAT.container,
+                                                   options={"fflags": "+bitexact"}) as out:
+            vin = src.streams.video[0]
+            vout = out.add_stream_from_template(vin)
+            ast = out.add_stream(FORMAT.codec, rate=FORMAT.sample_rate, layout="stereo")
+            ast.bit_rate = FORMAT.bit_rate
+            ast.codec_context.options = {"vbr": "off"}  # hard CBR: packet sizes independent of the content
+            ast.codec_context.thread_count = 1
+            for pkt in src.demux(vin):
+                if pkt.dts is None:
+                    continue
+                pkt.stream = vout
+                out.mux(pkt)
+            samples = np.ascontiguousarray(audio.samples, dtype=np.float32)
+            step = FORMAT.frame_samples
+            for i in range(0, samples.shape[1], step):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp",
+                                                   layout="stereo")
+                frame.sample_rate = FORMAT.sample_rate
+                frame.pts = i
+                for pkt in ast.encode(frame):
+                    out.mux(pkt)
+            for pkt in ast.encode(None):
+                out.mux(pkt)
+    return Path(dst)

@@ -304,3 +304,62 @@ def test_votes_validation_and_config_errors():
     with pytest.raises(ValueError):
         BTConfig(prior=0.0)
     assert AnalysisConfig(exclusion={"min_accuracy": 0.8}).exclusion.min_accuracy == 0.8
+
+
+# --- small-n honesty, arena table, practice and screening (issue 16 part 6) ----------------------------------------
+
+def test_arena_table_rank_ranges_and_thresholds():
+    votes = synth_votes(TRUE, n_raters=12, seed=2)
+    rep = report(votes, {"resamples": 100, "splits": 10, "min_raters": 20, "min_votes_per_pair": 10})
+    q = rep.questions["overall"]
+    arena = q.arena()
+    assert list(arena.columns) == ["system", "votes", "strength", "ci_lo", "ci_hi", "rank", "rank_worst",
+                                   "rank_range"]
+    assert arena["system"].iloc[0] == "s1" and (arena["rank"] <= arena["rank_worst"]).all()
+    for _, r in arena.iterrows():  # the range is what the intervals allow
+        lo, hi = arena["ci_lo"].to_numpy(), arena["ci_hi"].to_numpy()
+        assert r["rank"] == 1 + (lo > r["ci_hi"]).sum() and r["rank_worst"] == len(arena) - (hi < r["ci_lo"]).sum()
+        assert r["rank_range"] == (str(r["rank"]) if r["rank"] == r["rank_worst"] else
+                                   f"{r['rank']}-{r['rank_worst']}")
+    # 12 raters < 20: warned; every pair has 12 * 6 = 72 votes >= 10: not warned
+    assert q.warnings == ["overall: 12 raters, fewer than the 20 the study config asks for (thresholds.raters): "
+                          "intervals and ranks are not reliable"]
+    assert rep.summary["warnings"] == q.warnings and rep.summary["default_question"] == "overall"
+    assert rep.summary["questions"]["overall"]["ranking"][0]["rank_range"] == arena["rank_range"].iloc[0]
+    assert list(rep.arena["question"].unique()) == ["overall"]
+
+
+def test_practice_votes_never_count_and_failed_screening_excludes():
+    votes = synth_votes(TRUE, n_raters=8, seed=6, catch_per_rater=0)
+    practice = votes.groupby("rater_id").head(1).index
+    votes["is_practice"] = votes.index.isin(practice)
+    votes["screening_passed"] = np.where(votes["rater_id"] == "r00", False, True)
+    base = {"resamples": 20, "splits": 5}
+    rep = report(votes, base)
+    assert rep.summary["practice_votes"] == 8 and rep.questions["overall"].votes == len(votes) - 8
+    assert rep.summary["excluded"] == []  # screening kept unless the study config asks to exclude on it
+    strict = report(votes, {**base, "exclusion": {"exclude_failed_screening": True}})
+    assert strict.summary["excluded"] == [{"rater_id": "r00", "reason": "failed headphone screening"}]
+    assert strict.raters["screening_passed"].tolist() == [False] + [True] * 7  # raters sorted by id: r00 first
+    assert strict.questions["overall"].raters == 7
+    plain = votes.drop(columns=["is_practice", "screening_passed"])  # old exports: no marks, nothing dropped
+    assert report(plain, base).questions["overall"].votes == len(votes)
+
+
+def test_heatmap_has_n_in_every_cell_and_full_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from studies.analyze import heatmap
+
+    votes = synth_votes(TRUE, n_raters=3, seed=1, catch_per_rater=0)
+    wr = pairwise_win_rates(votes)
+    fig = heatmap(wr, list(TRUE), "overall", plt)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 12 and all("\nn=" in t for t in texts)  # every off-diagonal cell of 4 x 4
+    assert all(t.endswith(f"n={3 * 6}") for t in texts)  # 3 raters x 6 clips per pair
+    assert ax.get_xlabel() and ax.get_ylabel() and "overall" in ax.get_title() and "n = votes" in ax.get_title()
+    plt.close(fig)

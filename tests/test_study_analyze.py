@@ -64,6 +64,13 @@ def test_analyze_cli_and_errors(voted, tmp_path, capsys):
                  "--min-catch-trials", "0", "--min-catch-accuracy", "0", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "== overall" in out and "side A chosen 1.00" in out and (tmp_path / "a" / "summary.json").is_file()
+    # 4 raters on 2 clips: the arena table has no interval, says why, and the thresholds warn
+    assert "95% CI" in out and "[  n/a ,   n/a ]  1-3" in out
+    assert "warning: overall: 4 raters, fewer than the 10" in out and "interval undefined: only 4 raters" in out
+    arena = pd.read_csv(tmp_path / "a" / "arena.csv")
+    assert list(arena.columns[:4]) == ["question", "system", "votes", "strength"] and arena["ci_lo"].isna().all()
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["warnings"] and summary["questions"]["overall"]["ci_note"].startswith("interval undefined")
     assert f"summary registered for `vm-eval results` and the leaderboard: {tmp_path / 'r' / 'studies'}" in out
     assert main(["results", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out

@@ -125,3 +125,153 @@ def test_a_whole_rater_session_in_chromium(study):
     for v in votes:  # the server's own count of the page's play / pause events met the minimum on both sides
         events = repo.events("browser-rater-1", v.trial_id)
         assert {e.side for e in events if e.event == "play"} == {"A", "B"}
+
+
+# -- a Prolific rater: entry, headphone check, practice trial, trials by keyboard, completion redirect -----------------
+PID, STUDY_ID, SESSION_ID = "64b0c1d2e3f405162738a9b0", "65c1d2e3f405162738a9b0c1", "66d2e3f405162738a9b0c1d2"
+CC = "CRWD2024"
+
+# Where the Next button sits in the viewport, and whether it is the element actually shown at its centre.
+NEXT_GEOMETRY = """
+const b = document.getElementById('next').getBoundingClientRect();
+const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+return {top: b.top, bottom: b.bottom, height: b.height, inner_h: window.innerHeight, inner_w: window.innerWidth,
+        scroll_y: window.scrollY, on_top: hit !== null && hit.closest('#next') !== null};
+"""
+BADGES = "return ['A', 'B'].map(s => document.getElementById('listened-' + s).textContent);"
+
+
+@pytest.fixture(scope="module")
+def crowd_study(study, tmp_path_factory):
+    """A Prolific study on the same runs: practice trial, a short headphone check, completion URL on the server."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    systems = json.loads((study / "systems.json").read_text())
+    results = Path(next(iter(systems.values()))["run_path"]).parents[3]  # RESULTS/dataset/split/model/run
+    cfg = tmp_path_factory.mktemp("crowd-config") / "study.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "practice_trial": True, "screening": {"interval_s": 0.3, "gap_s": 0.1},
+        "prolific": {"completion_code": CC, "completion_url": "/prolific-finished"}}))
+    out = tmp_path_factory.mktemp("crowd-study") / "study"
+    create_study(CreateRequest(runs=["random-retrieval", "beat-sync"], out=out, results=results, config=cfg,
+                               raters=1, trials_per_rater=2, catch_rate=0.0, min_listen_s=MIN_LISTEN,
+                               progress=False, log=lambda msg: None))
+    return out
+
+
+def _answer_by_keyboard(driver, label: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    keys = ActionChains(driver)
+    wait_until(lambda: driver.execute_script(PAGE_STATE)["progress"] == label, what=f"{label!r} to load",
+               state=lambda: driver.execute_script(PAGE_STATE))
+    s = driver.execute_script(PAGE_STATE)
+    assert all(s["locked"]) and s["next_disabled"]
+    assert driver.find_element("id", "practice-note").is_displayed() == (label == "Practice trial")
+    assert driver.find_element("id", "listen-hint").text == \
+        f"Listen to each soundtrack for at least {MIN_LISTEN:g} s to unlock the answers."
+    geo = driver.execute_script(NEXT_GEOMETRY)  # without scrolling, at 1366 x 768
+    assert geo["scroll_y"] == 0 and geo["inner_h"] <= 768 and geo["inner_w"] <= 1366, geo
+    assert 0 <= geo["top"] and geo["bottom"] <= geo["inner_h"] and geo["height"] >= 40 and geo["on_top"], geo
+
+    keys.send_keys("a").perform()
+    wait_until(lambda: driver.execute_script(PAGE_STATE)["a_playing"], what="key A to play soundtrack A")
+    wait_until(lambda: driver.execute_script(BADGES)[0].startswith("\u2713"), timeout=15,
+               what="soundtrack A's listened mark", state=lambda: driver.execute_script(BADGES))
+    assert not driver.execute_script(BADGES)[1].startswith("\u2713")
+    assert driver.find_element("id", "listen-hint").text == \
+        f"Listen to soundtrack B for at least {MIN_LISTEN:g} s to unlock the answers."
+    keys.send_keys("b").perform()
+    wait_until(lambda: driver.execute_script(PAGE_STATE)["b_playing"], what="key B to play soundtrack B")
+    assert not driver.execute_script(PAGE_STATE)["a_playing"]
+
+    def unlocked() -> bool:
+        st = driver.execute_script(PAGE_STATE)
+        if not st["a_playing"] and not st["b_playing"]:  # the clip ended before B had its minimum: replay B
+            keys.send_keys("b").perform()
+        return not any(st["locked"])
+
+    wait_until(unlocked, timeout=30, interval=0.05, what="the answers to unlock")
+    assert [b.startswith("\u2713") for b in driver.execute_script(BADGES)] == [True, True]
+    keys.send_keys(" ").perform()  # Space pauses
+    wait_until(lambda: not (st := driver.execute_script(PAGE_STATE))["a_playing"] and not st["b_playing"],
+               what="Space to pause")
+    n_questions = len(s["locked"])
+    for _ in range(n_questions):
+        keys.send_keys("2").perform()  # answers the highlighted question with B, then the next one is highlighted
+    checked = driver.execute_script("return Array.from(document.querySelectorAll('#questions input:checked'))"
+                                    ".map(i => i.value);")
+    assert checked == ["B"] * n_questions
+    wait_until(lambda: not driver.find_element("id", "next").get_property("disabled"), what="next to enable")
+    keys.send_keys("\ue007").perform()  # Enter
+
+
+def test_prolific_rater_in_chromium(crowd_study):
+    from fastapi.responses import HTMLResponse
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from studies import screening
+    from studies.server.crowd import screening_seed
+
+    app = create_app(crowd_study, admin_token="admin")
+    app.add_api_route("/prolific-finished", lambda: HTMLResponse("<h1>Prolific: submission complete</h1>"))
+    ctx = app.state.ctx
+    with serve(app) as url, chrome(width=1366, height=768) as driver:
+        driver.get(f"{url}/?PROLIFIC_PID={PID}&STUDY_ID={STUDY_ID}&SESSION_ID={SESSION_ID}")
+        wait_until(lambda: "/consent" in driver.current_url, what="the consent page")
+        driver.find_element("id", "agree").click()
+        wait_until(lambda: "/instructions" in driver.current_url, what="the instructions page")
+        outline = driver.find_element("id", "study-outline").text
+        assert "This study has 2 trials, after one practice trial that is not counted" in outline
+        assert re.search(r"takes about \d+ minutes, including a short headphone check \(6 rounds\)", outline)
+        driver.find_element("css selector", "a.button.primary").click()
+        wait_until(lambda: "/volume" in driver.current_url, what="the volume check")
+        driver.execute_script("document.getElementById('tone').play()")
+        heard = driver.find_element("id", "heard")
+        wait_until(lambda: not heard.get_property("disabled"), what="the tone to play")
+        heard.click()
+
+        # the headphone check (answered right: the test knows the server's key, the page does not)
+        wait_until(lambda: "/screening" in driver.current_url, what="the headphone check")
+        key = screening.targets(screening_seed(ctx, PID), 6)
+        for rnd, target in enumerate(key):
+            wait_until(lambda: driver.find_element("id", "round-text").text == f"Round {rnd + 1} of 6",
+                       what=f"screening round {rnd + 1}")
+            choice = driver.find_element("css selector", f".interval[data-interval='{target + 1}']")
+            assert choice.get_property("disabled"), "answers open only once the round has played"
+            driver.find_element("id", "play-round").click()
+            wait_until(lambda: not choice.get_property("disabled"), what=f"round {rnd + 1} to play")
+            choice.click()
+
+        # practice trial, then the two trials; keyboard only
+        wait_until(lambda: "/trials" in driver.current_url, what="the trials page")
+        wait_until(lambda: driver.execute_script(PAGE_STATE)["progress"] == "Practice trial", what="the practice")
+        driver.execute_script("const i = document.createElement('input'); i.type = 'text'; i.id = 'typing';"
+                              "document.body.prepend(i);")
+        driver.find_element("id", "typing").click()
+        ActionChains(driver).send_keys("ab12 ").perform()  # typing in a text field triggers no shortcut
+        st = driver.execute_script(PAGE_STATE)
+        assert not st["a_playing"] and not st["b_playing"] and all(st["locked"])
+        assert driver.find_element("id", "typing").get_property("value") == "ab12 "
+        driver.execute_script("document.getElementById('typing').remove(); document.activeElement.blur();")
+        _answer_by_keyboard(driver, "Practice trial")
+        for i in (1, 2):
+            _answer_by_keyboard(driver, f"Trial {i} of 2")
+
+        wait_until(lambda: "/prolific-finished" in driver.current_url, what="the completion redirect",
+                   state=lambda: driver.current_url)
+        assert driver.current_url == f"{url}/prolific-finished?cc={CC}"
+        assert "submission complete" in driver.page_source
+
+    crowd = ctx.repo.crowd(PID)
+    assert (crowd.prolific_study_id, crowd.prolific_session_id) == (STUDY_ID, SESSION_ID)
+    assert (crowd.screening_score, crowd.screening_passed) == (6, True)
+    from studies.server.crowd import vote_records
+
+    rows = vote_records(ctx.repo, ctx.study.design, ctx.study.manifest_sha256)
+    n_q = len(ctx.study.config.questions)
+    assert len(rows) == 3 * n_q and sum(r["is_practice"] for r in rows) == n_q
+    assert {r["answer"] for r in rows} == {"B"} and {r["screening_passed"] for r in rows} == {True}

@@ -60,9 +60,10 @@ def media_bytes(tmp_path_factory) -> bytes:
 
 
 def build_study(d: Path, media: bytes, *, allow_ties: bool = False, raters: int = 2, trials: int = 4,
-                min_listen: float = MIN_LISTEN) -> Path:
+                min_listen: float = MIN_LISTEN, duration: float = 10.0) -> Path:
     """A minimal complete STUDY_DIR: config, design, one (copied) tiny mp4 per (clip, system) and the manifest
-    written the way `study create` writes it, so `verify_study` passes."""
+    written the way `study create` writes it, so `verify_study` passes. `duration` is the clips' recorded
+    duration in seconds (the server caps listening by it; the tiny mp4 itself is 0.5 s long)."""
     d.mkdir(parents=True)
     config = StudyConfig(systems=SYSTEMS, allow_ties=allow_ties, min_listen_s=min_listen, catch_rate=0.25,
                          raters=raters, trials_per_rater=trials, seed=3)
@@ -75,7 +76,7 @@ def build_study(d: Path, media: bytes, *, allow_ties: bool = False, raters: int 
         key = json_sha256([clip, system, str(d)])
         (stim_dir / f"{key}.mp4").write_bytes(media + bytes([i]))  # distinct files, still a valid mp4 prefix
         stimuli.append({"key": key, "file": f"stimuli/{key}.mp4", "sha256": file_sha256(stim_dir / f"{key}.mp4"),
-                        "clip_id": clip, "system": system, "run_id": run_id(system), "duration_s": 0.5})
+                        "clip_id": clip, "system": system, "run_id": run_id(system), "duration_s": duration})
     save_config(config, d / "study.yaml")
     atomic_write_json(d / "design.json", design.to_json())
     atomic_write_json(d / "stimuli.json", {"version": 1, "stimuli": stimuli})
@@ -94,13 +95,34 @@ def study_dir(tmp_path_factory, media_bytes) -> Path:
     return build_study(tmp_path_factory.mktemp("served") / "study", media_bytes)
 
 
+class RaterClient(TestClient):
+    """A TestClient acting for many raters at once, as these tests do: one browser holds one rater's session
+    cookie, so the client keeps each rater's credential from its consent response and sends it as
+    ``Authorization: Bearer`` on that rater's API calls (unless the call sets the header itself). Credentials are
+    kept per rater id across clients, as a browser keeps its cookie across a server restart."""
+
+    sessions: dict[str, str] = {}
+
+    def request(self, method, url, **kw):  # noqa: ANN001, ANN201
+        m = re.match(r"^/api/raters/([^/?]+)/", str(url))
+        if m and m.group(1) in self.sessions:
+            headers = dict(kw.pop("headers", None) or {})
+            headers.setdefault("Authorization", f"Bearer {self.sessions[m.group(1)]}")
+            kw["headers"] = headers
+        r = super().request(method, url, **kw)
+        if m and r.status_code == 200 and "vm_eval_session" in r.cookies:
+            self.sessions[m.group(1)] = r.cookies["vm_eval_session"]
+        return r
+
+
 @pytest.fixture
 def server(study_dir, tmp_path):
     """A fresh app (own database) on the shared study: (client, clock, admin token, db url)."""
     clock = Clock()
     db = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     app = create_app(study_dir, db_url=db, admin_token="admin-secret", clock=clock)
-    with TestClient(app) as client:
+    RaterClient.sessions.clear()  # a fresh database: no rater exists yet
+    with RaterClient(app) as client:
         yield client, clock, db
 
 
@@ -199,8 +221,9 @@ def test_whole_rater_flow_pages_and_api(server, study_dir):
 
 def test_rater_id_from_url_validated_and_prolific(server):
     client, _, _ = server
-    r = client.get("/?PROLIFIC_PID=5f9a_b-C", follow_redirects=False)
-    assert r.headers["location"] == "/consent?rater=5f9a_b-C"
+    pid, study, session = "5f9a1c2b3d4e5f60718293a4", "60aa11bb22cc33dd44ee55ff", "0123456789abcdef01234567"
+    r = client.get(f"/?PROLIFIC_PID={pid}&STUDY_ID={study}&SESSION_ID={session}", follow_redirects=False)
+    assert r.headers["location"] == f"/consent?rater={pid}"  # Prolific ids: tests/test_study_crowd.py
     for bad in ("../etc", "a" * 65, "x y", "é"):
         r = client.get("/", params={"rater": bad}, follow_redirects=False)
         assert r.status_code == 400 and "invalid" in r.text
@@ -225,7 +248,7 @@ def test_resume_after_reload_and_restart(server, study_dir):
     assert consent(client, "ana")["done"] == 1  # consenting again changes nothing
     # restart: a new app on the same database keeps the slot, the tokens and the progress
     app2 = create_app(study_dir, db_url=db, admin_token="x", clock=clock)
-    with TestClient(app2) as c2:
+    with RaterClient(app2) as c2:
         st2 = state(c2, "ana")
         assert st2["trial"]["token"] == tok and st2["done"] == 1
         assert c2.get(f"/api/raters/ana/trials/{first['token']}").json()["answered"] == {q: "A" for q in QIDS}
@@ -258,10 +281,10 @@ def test_vote_refused_until_both_sides_listened(server):
     events(client, "lis", tok, ("A", "pause", 5))
     r = vote(client, "lis", tok)
     assert r.status_code == 409 and r.json()["detail"]["listened"] == {"A": 5.0, "B": 0.0}
-    # B: the client claims 10 s of media time within 1 s of real time: only 1 + slack counts
+    # B: the client claims 10 s of media time within 1 s of real time: only the 1 s of server time counts
     events(client, "lis", tok, ("B", "play", 0))
     clock.advance(1)
-    assert events(client, "lis", tok, ("B", "pause", 10))["listened"]["B"] == pytest.approx(1.5)
+    assert events(client, "lis", tok, ("B", "pause", 10))["listened"]["B"] == pytest.approx(1.0)
     assert vote(client, "lis", tok).status_code == 409
     events(client, "lis", tok, ("B", "play", 10))
     clock.advance(1)
@@ -276,14 +299,26 @@ def test_listened_seconds_rules():
         def __init__(self, side, event, media_time, server_time):
             self.side, self.event, self.media_time, self.server_time = side, event, media_time, server_time
 
+    def credit(evs, duration=60.0, now=1000.0):
+        return listened_seconds(evs, duration, now)
+
     ev = [E("A", "play", 0, 100), E("B", "play", 3, 103),  # switching to B closes A at media 3
           E("B", "seek", 10, 104),  # seek: B counts 1 s of server time, then plays on from 10
           E("B", "pause", 12, 106), E("A", "pause", 12, 106),  # a pause of the idle side is ignored
           E("A", "play", 0, 200), E("A", "play", 2, 202)]  # still open at the end: counts nothing more
-    assert listened_seconds(ev) == {"A": 5.0, "B": 3.0}
-    assert listened_seconds([E("A", "play", 0, 0), E("A", "pause", 30, 1)]) == {"A": 1.5, "B": 0.0}
-    assert listened_seconds([E("A", "play", 5, 0), E("A", "pause", 2, 9)]) == {"A": 0.0, "B": 0.0}  # backwards
-    assert listened_seconds([E("C", "play", 0, 0), E("C", "pause", 2, 9)]) == {"A": 0.0, "B": 0.0}
+    assert credit(ev) == {"A": 5.0, "B": 3.0}
+    assert credit([E("A", "play", 0, 0), E("A", "pause", 30, 1)]) == {"A": 1.0, "B": 0.0}  # server time caps
+    assert credit([E("A", "play", 0, 0), E("A", "pause", 3, 9)]) == {"A": 3.0, "B": 0.0}  # media time caps
+    assert credit([E("A", "play", 5, 0), E("A", "pause", 2, 9)]) == {"A": 0.0, "B": 0.0}  # backwards
+    assert credit([E("C", "play", 0, 0), E("C", "pause", 2, 9)]) == {"A": 0.0, "B": 0.0}
+    assert credit([E("A", "play", 0, 0), E("A", "pause", 30, 40)], duration=8.0) == {"A": 8.0, "B": 0.0}
+    # a batch (one arrival time) credits nothing, whatever media times it claims
+    assert credit([E("A", "play", 0, 5), E("A", "pause", 6, 5), E("B", "play", 0, 5), E("B", "pause", 6, 5)]) \
+        == {"A": 0.0, "B": 0.0}
+    # nothing before the trial was served counts, and no side more than the time since then
+    served = E("-", "served", 0, 50)
+    assert credit([E("A", "play", 0, 40), served, E("A", "pause", 20, 60)]) == {"A": 10.0, "B": 0.0}
+    assert credit([served, E("A", "play", 0, 50), E("A", "pause", 20, 70)], now=55.0) == {"A": 5.0, "B": 0.0}
 
 
 # -- validation ---------------------------------------------------------------------------------------------------
@@ -342,8 +377,9 @@ def test_unknown_and_foreign_trials(server):
     for tok in ("x" + "0" * 24, design_id, "..", "%2e%2e"):
         r = vote(client, "own", tok)
         assert r.status_code == 404, tok
-    assert vote(client, "nobody", mine).status_code == 404  # unknown rater
-    assert client.get("/api/raters/nobody/state").status_code == 404
+    # another rater's id: this client's session is not its own (a browser holds one rater's cookie)
+    assert vote(client, "nobody", mine).status_code == 403
+    assert client.get("/api/raters/nobody/state").status_code == 403
     # out of order: the rater's second trial before the first
     trials = client.app.state.ctx.study.trials(0)
     second = client.app.state.ctx.study.token_of[trials[1].trial_id]
@@ -381,13 +417,13 @@ def test_replayed_vote_counted_once_and_conflict_409(server):
 def test_ties_only_where_allowed(tmp_path, media_bytes):
     d = build_study(tmp_path / "ties", media_bytes, allow_ties=True)
     clock = Clock()
-    with TestClient(create_app(d, admin_token="t", clock=clock)) as client:
+    with RaterClient(create_app(d, admin_token="t", clock=clock)) as client:
         consent(client, "tie")
         t = state(client, "tie")["trial"]
         assert t["options"] == ["A", "B", "tie"]
         listen(client, clock, "tie", t["token"])
         assert vote(client, "tie", t["token"], {q: "tie" for q in QIDS}).status_code == 200
-        df = votes_frame(pd.DataFrame(client.get("/admin/export?format=json&token=t").json()))
+        df = votes_frame(pd.DataFrame(client.get("/admin/export?format=json", headers={"X-Admin-Token": "t"}).json()))
         assert set(df["answer"]) == {"tie"}
     assert (d / "votes.sqlite").is_file()  # the default database lives in STUDY_DIR
 
@@ -482,8 +518,9 @@ def test_admin_token_required(server):
         assert client.get(path, headers={"Authorization": "admin-secret"}).status_code == 401
         sep = "&" if "?" in path else "?"
         assert client.get(f"{path}{sep}token=wrong").status_code == 401
-        assert client.get(f"{path}{sep}token=admin-secret").status_code == 200
+        assert client.get(f"{path}{sep}token=admin-secret").status_code == 401  # never in the URL
         assert admin(client, path).status_code == 200
+        assert client.get(path, headers={"X-Admin-Token": "admin-secret"}).status_code == 200
     assert admin(client, "/admin/export?format=xml").status_code == 422
 
 
@@ -495,11 +532,15 @@ def test_export_is_the_analysis_votes_table(server, study_dir):
         consent(client, rid)
         for i in range(4):
             answer_current(client, clock, rid, {q: "AB"[(i + j) % 2] for j, q in enumerate(QIDS)})
+    from studies.server.crowd import export_columns
+
+    columns = tuple(export_columns())  # the vote columns + the practice / screening marks (test_study_crowd.py)
     csv_text = admin(client, "/admin/export", params={"format": "csv"}).text
-    assert csv_text.splitlines()[0] == ",".join(VOTE_COLUMNS)
+    assert csv_text.splitlines()[0] == ",".join(columns)
     from_csv = votes_frame(pd.read_csv(io.StringIO(csv_text)))
     records = admin(client, "/admin/export", params={"format": "json"}).json()
-    assert all(tuple(r) == VOTE_COLUMNS for r in records)
+    assert all(tuple(r) == columns for r in records)
+    assert not any(r["is_practice"] for r in records) and {r["screening_passed"] for r in records} == {None}
     from_json = votes_frame(pd.DataFrame(records))
     assert list(from_csv.columns) == list(VOTE_COLUMNS) and len(from_csv) == len(from_json) == 2 * 4 * len(QIDS)
     pd.testing.assert_frame_equal(from_csv.drop(columns="timestamp"), from_json.drop(columns="timestamp"))
@@ -546,14 +587,14 @@ def test_refuses_incomplete_or_changed_study(tmp_path, media_bytes):
 def test_sqlite_wal_and_votes_tied_to_the_manifest(tmp_path, media_bytes):
     d = build_study(tmp_path / "v1", media_bytes)
     clock = Clock()
-    with TestClient(create_app(d, clock=clock)) as client:
+    with RaterClient(create_app(d, clock=clock)) as client:
         consent(client, "w")
         answer_current(client, clock, "w")
     con = sqlite3.connect(d / "votes.sqlite")
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
     (man,) = {m for (m,) in con.execute("select manifest_sha256 from votes")}
     assert man == json.loads((d / "manifest.json").read_text())["content_sha256"]
-    assert {r[0] for r in con.execute("select event from listen_events")} == {"play", "pause"}
+    assert {r[0] for r in con.execute("select event from listen_events")} == {"served", "play", "pause"}
     assert con.execute("select min(listen_a_s), min(listen_b_s) from votes").fetchone() == (2.5, 2.5)
     assert con.execute("select slot from assignments where rater_id='w'").fetchone() == (0,)
     con.close()

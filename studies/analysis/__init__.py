@@ -3,7 +3,8 @@
 Modules: `votes` (the table and canonical pair order), `binomial` (Clopper-Pearson, exact binomial test),
 `pairwise` (win rates per system pair), `bradley_terry` (Hunter's MM fit, bootstrap CIs, CI-based ranks),
 `quality` (position bias, catch accuracy, rater exclusion), `agreement` (Krippendorff's alpha),
-`reliability` (split-half reliability of the ranking), `report` (everything per question).
+`reliability` (split-half reliability of the ranking), `report` (everything per question), `resample` (two-way
+raters x clips bootstrap intervals), `metric_agreement` (which objective metric predicts the votes).
 """
 from .agreement import Agreement, krippendorff_nominal, vote_agreement
 from metrics.stats import holm
@@ -20,11 +21,21 @@ from .quality import (
     position_bias,
 )
 from .reliability import SplitHalf, spearman, spearman_brown, split_half_reliability
-from .report import AnalysisConfig, QuestionReport, StudyReport, report
+from .metric_agreement import AGREEMENT_COLUMNS, AgreementConfig, kendall_tau_b, metric_agreement
+from .report import ARENA_COLUMNS, AnalysisConfig, QuestionReport, StudyReport, arena_table, report
+from .resample import MIN_UNITS, crossed_interval
 from .votes import VOTE_COLUMNS, Vote, canonical_outcome, canonical_pair, system_index, votes_frame
 
 __all__ = [
+    "AGREEMENT_COLUMNS",
+    "ARENA_COLUMNS",
     "BT_COLUMNS",
+    "MIN_UNITS",
+    "AgreementConfig",
+    "arena_table",
+    "crossed_interval",
+    "kendall_tau_b",
+    "metric_agreement",
     "CATCH_COLUMNS",
     "VOTE_COLUMNS",
     "WIN_RATE_COLUMNS",

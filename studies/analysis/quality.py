@@ -12,7 +12,10 @@ hears the difference. Accuracy is pooled over questions per rater.
 Exclusion (post-screening as in ITU-R BS.1534-3 MUSHRA section 4.1.2, adapted to catch trials): a rater is
 excluded when they saw fewer than `min_catch_trials` scored catch trials (distinct trials; not screenable), or
 when their accuracy over the scored catch answers (one per trial and question) is below `min_accuracy`. When
-the study has no scored catch trials at all the rule cannot apply and nobody is excluded. All other statistics run on the kept raters.
+the study has no scored catch trials at all the rule cannot apply and nobody is excluded. With
+`exclude_failed_screening`, a rater whose headphone screening failed (`screening_passed` False on their votes) is
+excluded too ("failed headphone screening"; the reason takes precedence). All other statistics run on the kept
+raters.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from .binomial import binomial_test, clopper_pearson
 
 CATCH_COLUMNS: tuple[str, ...] = (
     "rater_id", "votes", "catch_trials", "catch_answers", "catch_correct", "catch_accuracy", "ci_lo", "ci_hi",
-    "excluded", "reason",
+    "excluded", "reason", "screening_passed",
 )
 
 
@@ -60,12 +63,15 @@ def position_bias(votes: pd.DataFrame, alpha: float = 0.05, include_catch: bool 
 class ExclusionRule:
     """Rater screening on catch trials: exclude below `min_accuracy`, or with fewer than `min_catch_trials`.
 
-    `enabled=False` keeps everybody (the table still reports accuracy).
+    `enabled=False` keeps everybody on the catch trials (the table still reports accuracy).
+    `exclude_failed_screening`: also exclude raters who failed the headphone screening (the study config's
+    `screening.exclude_failed`), whatever `enabled` says.
     """
 
     min_accuracy: float = 0.75
     min_catch_trials: int = 2
     enabled: bool = True
+    exclude_failed_screening: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_accuracy <= 1.0:
@@ -86,6 +92,7 @@ def catch_accuracy(votes: pd.DataFrame, rule: ExclusionRule | None = None, alpha
     correct = (scored["answer"] == scored["catch_expected"]).groupby(scored["rater_id"]).agg(["sum", "size"])
     trials = scored.groupby("rater_id")["trial_id"].nunique()
     totals = votes.groupby("rater_id").size()
+    passed = _screening(votes)
     screening = rule.enabled and len(scored) > 0
     rows = []
     for r in raters:
@@ -95,12 +102,29 @@ def catch_accuracy(votes: pd.DataFrame, rule: ExclusionRule | None = None, alpha
         acc = k / n if n else math.nan
         lo, hi = clopper_pearson(k, n, alpha)
         reason = ""
-        if screening and t < rule.min_catch_trials:
+        if rule.exclude_failed_screening and passed.get(r) is False:
+            reason = "failed headphone screening"
+        elif screening and t < rule.min_catch_trials:
             reason = f"too few catch trials ({t} < {rule.min_catch_trials})"
         elif screening and n and acc < rule.min_accuracy:
             reason = f"catch accuracy {k}/{n} = {acc:.2f} < {rule.min_accuracy:.2f}"
-        rows.append((r, int(totals.get(r, 0)), t, n, k, acc, lo, hi, bool(reason), reason))
+        rows.append((r, int(totals.get(r, 0)), t, n, k, acc, lo, hi, bool(reason), reason, passed.get(r)))
     return pd.DataFrame(rows, columns=list(CATCH_COLUMNS))
+
+
+def _screening(votes: pd.DataFrame) -> dict[str, bool | None]:
+    """Per rater: False if any vote says the screening failed, True if one says passed, else None (not screened)."""
+    if "screening_passed" not in votes.columns:
+        return {}
+    out: dict[str, bool | None] = {}
+    for r, x in zip(votes["rater_id"].astype(str), votes["screening_passed"]):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            out.setdefault(r, None)
+        elif not bool(x):
+            out[r] = False
+        elif out.get(r) is None:
+            out[r] = True
+    return out
 
 
 def apply_exclusion(votes: pd.DataFrame, rule: ExclusionRule | None = None,

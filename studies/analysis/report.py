@@ -1,10 +1,15 @@
 """One call that runs the whole analysis of a votes table: `report(votes, config)`.
 
-Order: validate the table (`votes_frame`); screen raters on catch trials (`quality.apply_exclusion`); drop catch
-trials; then per question, on the kept raters' votes: pairwise win rates, Bradley-Terry strengths with
-bootstrap intervals and ranks, position bias, Krippendorff's alpha, split-half reliability. Returns the tables
-as pandas DataFrames and a JSON-serialisable summary (floats rounded to 4 decimals, p-values to 4 significant
-digits, NaN as None). Writing files and plotting are left to the caller.
+Order: validate the table (`votes_frame`); drop practice-trial votes (never analysed); screen raters on catch
+trials and, when configured, the headphone screening (`quality.apply_exclusion`); drop catch trials; then per
+question, on the kept raters' votes: pairwise win rates, Bradley-Terry strengths with two-way (raters x clips)
+bootstrap intervals and rank ranges, position bias, Krippendorff's alpha, split-half reliability. Returns the
+tables as pandas DataFrames and a JSON-serialisable summary (floats rounded to 4 decimals, p-values to 4
+significant digits, NaN as None). Writing files and plotting are left to the caller.
+
+Small-n warnings: a question with fewer raters than `min_raters`, or a compared system pair with fewer votes than
+`min_votes_per_pair` (the study config's `thresholds`, defaults 10 and 20), or whose intervals are undefined,
+gets a plain-language warning in `QuestionReport.warnings` and the summary's `warnings`.
 """
 from __future__ import annotations
 
@@ -22,9 +27,12 @@ from .bradley_terry import BT_COLUMNS, BTConfig, fit_bradley_terry
 from .pairwise import pairwise_win_rates
 from .quality import ExclusionRule, PositionBias, apply_exclusion, position_bias
 from .reliability import SplitHalf, split_half_reliability
-from .votes import Vote, votes_frame
+from .resample import MIN_UNITS
+from .votes import Vote, canonical_pair, votes_frame
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
+DEFAULT_QUESTION = "overall"
+ARENA_COLUMNS: tuple[str, ...] = ("system", "votes", "strength", "ci_lo", "ci_hi", "rank", "rank_worst", "rank_range")
 
 
 class AnalysisConfig(BaseModel):
@@ -32,10 +40,11 @@ class AnalysisConfig(BaseModel):
 
     ties: "exclude" (default; sign-test convention) or "half", for win rates and Bradley-Terry alike.
     alpha: 1 - level of the Clopper-Pearson intervals. confidence: level of the bootstrap and split-half
-    intervals. resamples / cluster / prior: Bradley-Terry bootstrap (see bradley_terry). splits: random
-    split-halves. seed: for every random draw. exclusion: the catch-trial rule. system_order: canonical order
-    of systems (the rest follow alphabetically). questions: the questions to report (default: all, in
-    first-seen order).
+    intervals. resamples / cluster / prior / min_units: Bradley-Terry intervals (see bradley_terry, resample).
+    splits: random split-halves. seed: for every random draw. exclusion: the catch-trial (and headphone
+    screening) rule. system_order: canonical order of systems (the rest follow alphabetically). questions: the
+    questions to report (default: all, in first-seen order). min_raters / min_votes_per_pair: small-n warning
+    thresholds (the study config's `thresholds`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,18 +53,21 @@ class AnalysisConfig(BaseModel):
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     resamples: int = Field(1000, ge=0)
-    cluster: Literal["rater", "vote"] = "rater"
+    cluster: Literal["two-way", "rater", "vote"] = "two-way"
+    min_units: int = Field(MIN_UNITS, ge=2)
     prior: float = Field(1.0, gt=0.0)
     splits: int = Field(200, ge=0)
     seed: int = 0
     exclusion: ExclusionRule = ExclusionRule()
     system_order: list[str] | None = None
     questions: list[str] | None = None
+    min_raters: int = Field(10, ge=1)
+    min_votes_per_pair: int = Field(20, ge=1)
 
     def bt(self) -> BTConfig:
         """The Bradley-Terry settings this config implies."""
         return BTConfig(ties=self.ties, prior=self.prior, resamples=self.resamples, cluster=self.cluster,
-                        confidence=self.confidence, seed=self.seed)
+                        confidence=self.confidence, seed=self.seed, min_units=self.min_units)
 
 
 @dataclass
@@ -71,6 +83,12 @@ class QuestionReport:
     position_bias: PositionBias
     agreement: Agreement
     reliability: SplitHalf
+    ci_note: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def arena(self) -> pd.DataFrame:
+        """Arena-style table: system, votes, strength, 95% CI, rank range (best-worst the intervals allow)."""
+        return arena_table(self.bradley_terry)
 
 
 @dataclass
@@ -92,6 +110,53 @@ class StudyReport:
         """All questions' Bradley-Terry tables stacked, with a leading `question` column."""
         return _stack([q.bradley_terry.assign(question=q.question)[["question", *q.bradley_terry.columns]]
                        for q in self.questions.values()])
+
+    @property
+    def arena(self) -> pd.DataFrame:
+        """All questions' arena tables stacked, with a leading `question` column."""
+        return _stack([q.arena().assign(question=q.question)[["question", *ARENA_COLUMNS]]
+                       for q in self.questions.values()])
+
+    @property
+    def default_question(self) -> str | None:
+        """"overall" when the study asks it, else its first question (what tables and plots show first)."""
+        return default_question(list(self.questions))
+
+
+def default_question(questions: list[str]) -> str | None:
+    """"overall" when present, else the first question, None when there is none."""
+    return DEFAULT_QUESTION if DEFAULT_QUESTION in questions else (questions[0] if questions else None)
+
+
+def arena_table(bt: pd.DataFrame) -> pd.DataFrame:
+    """Columns ARENA_COLUMNS, best first: `rank_range` reads "1" or "1-3" (best-worst rank the CIs allow)."""
+    t = bt.sort_values(["rank", "strength"], ascending=[True, False])
+    rng = [f"{int(a)}" if int(a) == int(b) else f"{int(a)}-{int(b)}" for a, b in zip(t["rank"], t["rank_worst"])]
+    return t.assign(rank_range=rng)[list(ARENA_COLUMNS)].reset_index(drop=True)
+
+
+def small_n_warnings(question: str, raters: int, win_rates: pd.DataFrame, systems: list[str],
+                     cfg: "AnalysisConfig", ci_note: str | None, order: list[str] | None = None) -> list[str]:
+    """Plain-language warnings for a question: too few raters, system pairs with too few votes, undefined CIs."""
+    out = []
+    if raters < cfg.min_raters:
+        out.append(f"{question}: {raters} rater{'s' if raters != 1 else ''}, fewer than the {cfg.min_raters} the "
+                   "study config asks for (thresholds.raters): intervals and ranks are not reliable")
+    counts = {(r["system"], r["opponent"]): int(r["n"]) for _, r in win_rates.iterrows()}
+    short = []
+    for i, a in enumerate(systems):
+        for b in systems[i + 1:]:
+            n = counts.get(canonical_pair(a, b, order), 0)
+            if n < cfg.min_votes_per_pair:
+                short.append((n, *canonical_pair(a, b, order)))
+    if short:
+        short.sort()
+        shown = ", ".join(f"{a} vs {b}: {n}" for n, a, b in short[:4]) + (" ..." if len(short) > 4 else "")
+        out.append(f"{question}: {len(short)} of {len(systems) * (len(systems) - 1) // 2} system pairs have fewer "
+                   f"than {cfg.min_votes_per_pair} votes (thresholds.votes_per_pair; {shown})")
+    if ci_note:
+        out.append(f"{question}: Bradley-Terry {ci_note}")
+    return out
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -132,7 +197,8 @@ def report(votes: pd.DataFrame | Iterable[Vote | dict], config: AnalysisConfig |
            ) -> StudyReport:
     """Run the full analysis (module docstring) and return tables plus a JSON-serialisable summary."""
     cfg = config if isinstance(config, AnalysisConfig) else AnalysisConfig(**dict(config or {}))
-    df = votes_frame(votes)
+    everything = votes_frame(votes)
+    df = everything[~everything["is_practice"]].reset_index(drop=True)  # the practice trial is never analysed
     kept, raters = apply_exclusion(df, cfg.exclusion, cfg.alpha)
     main = kept[~kept["is_catch"]].reset_index(drop=True)
     names = cfg.questions if cfg.questions is not None else list(dict.fromkeys(df["question"]))
@@ -143,18 +209,22 @@ def report(votes: pd.DataFrame | Iterable[Vote | dict], config: AnalysisConfig |
         wr = pairwise_win_rates(qv, cfg.ties, cfg.alpha, order)
         if len(qv):
             bt = fit_bradley_terry(qv, cfg.bt(), system_order=order)
-            bt_table, connected = bt.table(), bt.connected
+            bt_table, connected, note = bt.table(), bt.connected, bt.ci_note
         else:
-            bt_table, connected = pd.DataFrame(columns=list(BT_COLUMNS)), True
+            bt_table, connected, note = pd.DataFrame(columns=list(BT_COLUMNS)), True, "no votes"
         pb = position_bias(qv, cfg.alpha)
         ag = vote_agreement(qv, order)
         rel = split_half_reliability(qv, cfg.splits, cfg.seed, cfg.confidence, cfg.ties, cfg.prior, order)
-        per_question[q] = QuestionReport(q, len(qv), int(qv["rater_id"].nunique()), wr, bt_table, connected, pb,
-                                         ag, rel)
+        n_raters = int(qv["rater_id"].nunique())
+        warn = small_n_warnings(q, n_raters, wr, list(bt_table["system"]), cfg, note, order)
+        if not connected:
+            warn.append(f"{q}: the comparison graph is not connected; strengths of unlinked parts are not comparable")
+        per_question[q] = QuestionReport(q, len(qv), n_raters, wr, bt_table, connected, pb, ag, rel, note, warn)
 
     summary: dict[str, Any] = {
         "version": SUMMARY_VERSION,
         "votes": len(df),
+        "practice_votes": int(everything["is_practice"].sum()),
         "catch_votes": int(df["is_catch"].sum()),
         "raters": int(df["rater_id"].nunique()),
         "raters_kept": int((~raters["excluded"]).sum()),
@@ -163,6 +233,8 @@ def report(votes: pd.DataFrame | Iterable[Vote | dict], config: AnalysisConfig |
                                        raters.loc[raters["excluded"], "reason"])],
         "position_bias": _flat(position_bias(main, cfg.alpha).as_dict()),
         "config": cfg.model_dump(mode="json"),
+        "default_question": default_question(list(per_question)),
+        "warnings": [w for r in per_question.values() for w in r.warnings],
         "questions": {},
     }
     for q, r in per_question.items():
@@ -170,8 +242,10 @@ def report(votes: pd.DataFrame | Iterable[Vote | dict], config: AnalysisConfig |
             "votes": r.votes,
             "raters": r.raters,
             "connected": r.connected,
-            "ranking": _records(r.bradley_terry.sort_values(["rank", "strength"], ascending=[True, False])
-                                [["system", "strength", "ci_lo", "ci_hi", "rank", "votes"]]),
+            "ranking": _records(r.arena()[["system", "strength", "ci_lo", "ci_hi", "rank", "rank_worst",
+                                           "rank_range", "votes"]]),
+            "ci_note": r.ci_note,
+            "warnings": r.warnings,
             "pairs": _records(r.win_rates.drop(columns=["question"])),
             "position_bias": _flat(r.position_bias.as_dict()),
             "agreement": _flat(r.agreement.as_dict()),

@@ -32,7 +32,8 @@ class Vote:
     system_a / system_b: the systems on side A (first, left) and side B. answer: "A", "B" or "tie".
     is_catch: whether the trial is a catch trial. catch_expected: "A"/"B" for the side a careful rater picks on
     a catch trial, None where this question has no catch. timestamp: when the answer was given (any type that
-    pandas can store; only kept, never interpreted).
+    pandas can store; only kept, never interpreted). is_practice: the vote is on the practice trial (never
+    analysed). screening_passed: the rater's headphone-screening result, None where the study has no screening.
     """
 
     rater_id: str
@@ -45,6 +46,8 @@ class Vote:
     is_catch: bool = False
     catch_expected: Literal["A", "B"] | None = None
     timestamp: Any = None
+    is_practice: bool = False
+    screening_passed: bool | None = None
 
 
 VOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Vote))
@@ -53,8 +56,9 @@ VOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Vote))
 def votes_frame(votes: pd.DataFrame | Iterable[Vote | dict]) -> pd.DataFrame:
     """Validate and normalise a votes table (a DataFrame with `VOTE_COLUMNS`, or `Vote` records / dicts).
 
-    Returns a new DataFrame with exactly `VOTE_COLUMNS`: ids, question and systems as str, `is_catch` as bool,
-    `catch_expected` as "A"/"B"/None. Raises ValueError naming the first offending row for a missing column,
+    Returns a new DataFrame with exactly `VOTE_COLUMNS`: ids, question and systems as str, `is_catch` and
+    `is_practice` as bool (False when absent), `catch_expected` as "A"/"B"/None, `screening_passed` as
+    True/False/None (None when absent). Raises ValueError naming the first offending row for a missing column,
     an answer outside {"A","B","tie"}, identical systems on both sides, or a catch trial whose expectation is
     not A/B.
     """
@@ -63,9 +67,10 @@ def votes_frame(votes: pd.DataFrame | Iterable[Vote | dict]) -> pd.DataFrame:
     else:
         rows = [asdict(v) if isinstance(v, Vote) else dict(v) for v in votes]
         df = pd.DataFrame(rows, columns=list(VOTE_COLUMNS))
-    if "is_catch" not in df.columns:
-        df["is_catch"] = False
-    for col in ("catch_expected", "timestamp"):
+    for col in ("is_catch", "is_practice"):
+        if col not in df.columns:
+            df[col] = False
+    for col in ("catch_expected", "timestamp", "screening_passed"):
         if col not in df.columns:
             df[col] = None
     missing = [c for c in VOTE_COLUMNS if c not in df.columns]
@@ -86,7 +91,11 @@ def votes_frame(votes: pd.DataFrame | Iterable[Vote | dict]) -> pd.DataFrame:
     if same.any():
         i = int(df.index[same][0])
         raise ValueError(f"votes row {i}: system_a and system_b are both {df.at[i, 'system_a']!r}")
-    df["is_catch"] = df["is_catch"].fillna(False).astype(bool)
+    for col in ("is_catch", "is_practice"):  # a missing flag (None/NaN) is False
+        df[col] = pd.Series([False if x is None or pd.isna(x) else bool(x) for x in df[col]], index=df.index,
+                            dtype=bool)
+    df["screening_passed"] = pd.Series([None if x is None or pd.isna(x) else bool(x) for x in df["screening_passed"]],
+                                       index=df.index, dtype=object)
     expected = [None if e is None or pd.isna(e) else str(e) for e in df["catch_expected"]]
     for i, e in enumerate(expected):
         if e is not None and e not in ("A", "B"):

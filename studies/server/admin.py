@@ -1,6 +1,7 @@
 """Admin endpoints: progress per rater / slot / system pair, and the votes export in the columns of
 :data:`studies.analysis.votes.VOTE_COLUMNS` (system names resolved server-side). Every endpoint needs the admin
-token, as ``Authorization: Bearer <token>`` or ``?token=<token>`` (compared in constant time); else 401."""
+token in a header, ``Authorization: Bearer <token>`` or ``X-Admin-Token: <token>`` (compared in constant time;
+never accepted in the query string); else 401."""
 from __future__ import annotations
 
 import csv
@@ -12,14 +13,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from studies.analysis.votes import VOTE_COLUMNS, canonical_pair
+from studies.analysis.votes import canonical_pair
 from studies.server.context import ServerContext, error, get_ctx
 from studies.server.storage import VoteRow
 
 
 def require_admin(request: Request) -> ServerContext:
+    """The context, when the request carries the admin token in a header (never the URL: URLs end up in access
+    logs, browser history and Referer headers); else 401."""
     ctx = get_ctx(request)
-    given = request.query_params.get("token")
+    given = request.headers.get("x-admin-token", "").strip() or None
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         given = auth[7:].strip()
@@ -52,6 +55,7 @@ def progress(ctx: Admin) -> dict:
     for v in votes:
         per_rater_trials[v.rater_id][v.trial_id].add(v.question)
     raters = []
+    crowd = ctx.repo.crowd_all()  # Prolific ids and headphone-check results (studies.server.crowd)
     slot_raters, slot_done = Counter(), Counter()
     for r in ctx.repo.raters():
         done = sum(1 for qs in per_rater_trials[r.id].values() if set(qids) <= qs)
@@ -61,7 +65,8 @@ def progress(ctx: Admin) -> dict:
                        "consent_at": _iso(r.consent_at), "volume_checked_at": _iso(r.volume_checked_at),
                        "completed_at": _iso(r.completed_at), "completion_code": r.completion_code,
                        "trials_done": done, "trials_total": len(s.trials(r.slot)),
-                       "votes": sum(len(qs) for qs in per_rater_trials[r.id].values())})
+                       "votes": sum(len(qs) for qs in per_rater_trials[r.id].values()),
+                       **_crowd_fields(crowd.get(r.id))})
     pairs: dict[tuple[str, str], dict] = {}
 
     def pair(a: str, b: str) -> dict:
@@ -96,15 +101,24 @@ def progress(ctx: Admin) -> dict:
 @router.get("/export")
 def export(ctx: Admin, format: Annotated[Literal["csv", "json"], Query()] = "csv") -> Response:  # noqa: A002
     """Every vote of this study version as the analysis' votes table (CSV with a header, or a JSON list)."""
-    rows = [vote_record(v) for v in ctx.repo.votes(ctx.study.manifest_sha256)]
+    from studies.server.crowd import export_columns, vote_records  # crowd imports this module
+
+    rows = vote_records(ctx.repo, ctx.study.design, ctx.study.manifest_sha256)  # + is_practice, screening_passed
     if format == "json":
         return JSONResponse(rows)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(VOTE_COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=export_columns(), lineterminator="\n")
     w.writeheader()
-    w.writerows({**r, "catch_expected": r["catch_expected"] or ""} for r in rows)
+    w.writerows({**r, "catch_expected": r["catch_expected"] or "",
+                 "screening_passed": "" if r["screening_passed"] is None else r["screening_passed"]} for r in rows)
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="votes.csv"'})
+
+
+def _crowd_fields(c) -> dict:  # noqa: ANN001 (a storage.RaterCrowd or None)
+    return {"prolific_pid": c.prolific_pid if c else None, "prolific_session_id": c.prolific_session_id if c else None,
+            "screening_score": c.screening_score if c else None,
+            "screening_passed": c.screening_passed if c else None}
 
 
 def _iso(dt) -> str | None:

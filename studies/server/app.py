@@ -3,20 +3,32 @@ flow (:mod:`.rater`), the admin endpoints (:mod:`.admin`) and the static files t
 
 The app has no interactive API docs (they would load scripts from a CDN; the machine may be offline) and sends
 a strict Content-Security-Policy (scripts, styles and media from this origin only, no inline code).
+
+Hardening against hostile clients: request bodies over :data:`MAX_BODY_BYTES` are refused with 413 by an ASGI
+middleware that counts the bytes as they arrive (a chunked body has no Content-Length to trust); every rater API
+call but consent needs the rater's session credential (:func:`studies.server.context.require_session`); a
+malformed body is 422 even when it holds NaN or Infinity (the default handler would echo them into JSON, which
+cannot hold them, and fail with 500); and the uvicorn access log never shows a ``token`` query parameter.
 """
 from __future__ import annotations
 
+import logging
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from studies.layout import verify_study
-from studies.server import admin, rater
-from studies.server.context import ServerContext
+from studies.server import admin, crowd, rater
+from studies.server.context import ServerContext, require_session
 from studies.server.storage import Repository
 from studies.server.study import ServedStudy, StudyServerError
 
@@ -29,6 +41,94 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+MAX_BODY_BYTES = 64 * 1024
+RATER_API = re.compile(r"^/api/raters/([A-Za-z0-9_-]{1,64})/(.+)$")  # {rid}/{rest}: all but "consent" need a session
+
+
+def _too_large() -> JSONResponse:
+    return JSONResponse({"detail": {"error": "body_too_large",
+                                    "message": f"request body over {MAX_BODY_BYTES // 1024} KB"}},
+                        status_code=413, headers={"Connection": "close"})
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request whose body exceeds `max_bytes`, by its Content-Length at once, else
+    counted chunk by chunk as the app reads it. Then the 413 is sent from here, the app is told the client went
+    away (it stops reading) and whatever it answers is dropped."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES) -> None:  # noqa: ANN001
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large()(scope, receive, send)
+            return
+        seen, started, refused = 0, False, False
+
+        async def counted():  # noqa: ANN202
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    refused = True
+                    if not started:
+                        await _too_large()(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watched(message) -> None:  # noqa: ANN001
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, watched)
+
+
+def _finite(value):  # noqa: ANN001, ANN202
+    """`value` with every NaN / infinite float replaced by its name, so the 422 error list stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+class RedactTokens(logging.Filter):
+    """Blanks the value of ``token`` query parameters in uvicorn's access log lines (the admin token is only
+    accepted in a header, but a mistaken ``?token=`` must not be written to the log either)."""
+
+    PATTERN = re.compile(r"(?i)([?&](?:admin_)?token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1REDACTED", a) if isinstance(a, str) else a
+                                for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1REDACTED", record.msg)
+        return True
+
+
+def _redact_access_log() -> None:
+    log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in log.filters):
+        log.addFilter(RedactTokens())
 
 
 def default_db_url(study_dir: str | Path) -> str:
@@ -65,14 +165,25 @@ def create_app(study_dir: str | Path, db_url: str | None = None, admin_token: st
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
+        m = RATER_API.match(request.url.path)
+        try:
+            if m and m.group(2) != "consent":
+                require_session(app.state.ctx, request, m.group(1))
+        except HTTPException as e:
+            response = JSONResponse({"detail": e.detail}, status_code=e.status_code)
+        else:
+            response = await call_next(request)
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         if request.url.path.startswith(("/api/", "/admin")):
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    _redact_access_log()
     app.include_router(rater.router)
+    app.include_router(crowd.router)
     app.include_router(admin.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

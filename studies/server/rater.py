@@ -1,5 +1,6 @@
-"""The rater flow: entry and pages (consent -> instructions -> volume check -> trials -> completion code), the
-JSON API the trial page drives, the test tone and the stimuli.
+"""The rater flow: entry and pages (consent -> instructions -> volume check -> headphone screening, when the study
+has one -> trials, the first a practice trial when configured -> completion code or the platform's completion
+redirect, :mod:`.crowd`), the JSON API the trial page drives, the test tone and the stimuli.
 
 Rater-facing output never names a system, run or path: trials travel as opaque tokens (:mod:`.study`), media as
 ``/media/<stimulus key>.mp4`` looked up in ``stimuli.json``, answers as positions A / B / tie. The design's left
@@ -19,8 +20,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from studies.design import Trial
-from studies.server.context import ServerContext, error, get_ctx
-from studies.server.listening import listened_seconds
+from studies.server.context import (
+    SESSION_COOKIE, SESSION_MAX_AGE_S, ServerContext, error, get_ctx, given_session, session_valid,
+)
+from studies.server.listening import (
+    JITTER_S, MAX_EVENTS_PER_TRIAL, SERVED, SERVED_SIDE, client_event_count, listened_seconds, trial_min_listen_s,
+)
 from studies.server.schemas import (
     RATER_ID_PATTERN, RATER_ID_RE, ListenEventsIn, QuestionOut, StateOut, TrialOut, VoteIn,
 )
@@ -33,7 +38,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 MEDIA_NAME = r"^[0-9a-f]{16,128}\.mp4$"
 
 router = APIRouter()
-FLOW_PAGES = ("consent", "instructions", "volume", "trials", "done")  # pages of the rater flow, in order
+FLOW_PAGES = ("consent", "instructions", "volume", "screening", "trials", "done")  # the rater flow, in order
 Ctx = Annotated[ServerContext, Depends(get_ctx)]
 RaterId = Annotated[str, PathParam(pattern=RATER_ID_PATTERN, max_length=64)]
 
@@ -66,18 +71,32 @@ def _progress(ctx: ServerContext, rater: Rater) -> tuple[int, int, Trial | None,
     return len(trials) - len(open_), len(trials), (open_[0] if open_ else None), answers
 
 
-def _listened(ctx: ServerContext, rater: Rater, trial: Trial) -> dict[str, float]:
-    return listened_seconds(ctx.repo.events(rater.id, trial.trial_id))
+def _listened(ctx: ServerContext, rater: Rater, trial: Trial, mark_served: bool = False) -> dict[str, float]:
+    """Listening credited so far (:mod:`.listening`); `mark_served` records the first serving of the trial."""
+    events = ctx.repo.events(rater.id, trial.trial_id)
+    now = ctx.clock()
+    if mark_served and not events:  # the server's own mark: nothing is credited from before it
+        ctx.repo.add_events(rater.id, trial.trial_id, [dict(side=SERVED_SIDE, event=SERVED, media_time=0.0,
+                                                            client_time=None)], now)
+        return {"A": 0.0, "B": 0.0}
+    return listened_seconds(events, ctx.study.duration_s(trial), now)
+
+
+def _min_listen(ctx: ServerContext, trial: Trial) -> float:
+    return trial_min_listen_s(ctx.study.config.min_listen_s, ctx.study.duration_s(trial))
 
 
 def _trial_out(ctx: ServerContext, rater: Rater, trial: Trial, answers: dict[str, str]) -> TrialOut:
     s = ctx.study
     keys = {pos: s.key_of[(trial.clip_id, system)] for pos, system in s.sides(trial).items()}
+    trials = s.trials(rater.slot)
+    n_practice = sum(t.is_practice for t in trials)  # shown first, not counted in "Trial i of n"
     return TrialOut(
-        token=s.token_of[trial.trial_id], index=trial.position + 1, total=len(s.trials(rater.slot)),
+        token=s.token_of[trial.trial_id], index=0 if trial.is_practice else trial.position + 1 - n_practice,
+        total=len(trials) - n_practice, practice=trial.is_practice,
         video=f"/media/{keys['A']}.mp4", media={pos: f"/media/{k}.mp4" for pos, k in keys.items()},
         questions=[QuestionOut(id=q.id, text=q.text) for q in s.config.questions], options=s.answer_options,
-        min_listen_s=s.config.min_listen_s, answered=answers, listened=_listened(ctx, rater, trial))
+        min_listen_s=_min_listen(ctx, trial), answered=answers, listened=_listened(ctx, rater, trial, True))
 
 
 def _state(ctx: ServerContext, rater: Rater) -> StateOut:
@@ -95,6 +114,10 @@ def _step(rater: Rater | None, ctx: ServerContext) -> str:
         return "consent"
     if rater.volume_checked_at is None:
         return "instructions"
+    from studies.server import crowd  # crowd builds on this module
+
+    if crowd.screening_pending(ctx, rater):
+        return "screening"
     return "done" if _progress(ctx, rater)[2] is None else "trials"
 
 
@@ -116,10 +139,19 @@ def _page_rater(request: Request) -> str | None:
 def entry(request: Request, ctx: Ctx) -> Response:
     """The study link: rater id from ?rater= / ?PROLIFIC_PID=, else the cookie, else a new one; then the
     rater's next step, with the id in the URL and in a cookie."""
-    given = next((request.query_params[p] for p in URL_PARAMS if p in request.query_params), None)
+    from studies.server import crowd  # crowd builds on this module
+
+    try:
+        prolific = crowd.prolific_ids(request.query_params)
+    except crowd.InvalidLink as e:
+        return _page(request, "error.html", 400, title="Invalid Prolific link", message=str(e))
+    given = prolific.pid if prolific else \
+        next((request.query_params[p] for p in URL_PARAMS if p in request.query_params), None)
     if given is not None and not RATER_ID_RE.match(given):
         return _page(request, "error.html", 400, title="Invalid link",
                      message="The rater id in this link is invalid: use 1 to 64 letters, digits, '-' or '_'.")
+    if prolific:
+        crowd.record_entry(ctx, prolific)
     rid = given or request.cookies.get(COOKIE)
     if rid is None or not RATER_ID_RE.match(rid):
         rid = "r" + secrets.token_hex(8)
@@ -138,13 +170,18 @@ def _flow_page(request: Request, ctx: ServerContext, step: str) -> Response:
     allowed = now != "consent" if step in ("instructions", "volume") else now == step
     if not allowed:
         return _to(now, rid)
+    from studies.server import crowd  # crowd builds on this module
+
     cfg = ctx.study.config
-    ctx_vars = {"rater": rid, "step": step}
+    ctx_vars = {"rater": rid, "step": step, **crowd.outline(ctx, rater)}
     text = {"consent": cfg.consent_text, "instructions": cfg.instructions_text}.get(step)
     if text is not None:
         ctx_vars["paragraphs"] = [p.strip() for p in text.split("\n\n") if p.strip()]
     elif step == "done":
-        ctx_vars["code"] = _state(ctx, rater).completion_code
+        done = crowd.done_page(ctx, request, rater, _state(ctx, rater).completion_code)
+        if isinstance(done, Response):  # Prolific: back to the platform with the study's completion code
+            return done
+        ctx_vars.update(done)
     return _page(request, f"{step}.html", **ctx_vars)
 
 
@@ -174,15 +211,39 @@ def media(name: str, ctx: Ctx) -> Response:
     path = ctx.study.media.get(key) if key else None
     if path is None:
         raise error(404, "unknown_media", "no such media")
-    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
+    return BlindFileResponse(path, etag=ctx.study.sha256_of[key], media_type="video/mp4",
+                             headers={"Cache-Control": "private, max-age=3600"})
+
+
+class BlindFileResponse(FileResponse):
+    """A file response whose headers say nothing about when the file was written: no ``Last-Modified``, and the
+    ETag is the sha256 of the content (Starlette's default hashes the file time). Range requests still work."""
+
+    def __init__(self, path: Path, etag: str, **kwargs) -> None:
+        self._etag = f'"{etag}"'
+        super().__init__(path, **kwargs)
+
+    def set_stat_headers(self, stat_result) -> None:  # noqa: ANN001
+        self.headers.setdefault("content-length", str(stat_result.st_size))
+        self.headers.setdefault("etag", self._etag)
+
+    def _should_use_range(self, http_if_range: str) -> bool:
+        return http_if_range == self._etag
 
 
 # -- API ----------------------------------------------------------------------------------------------------------
 @router.post("/api/raters/{rid}/consent")
-def give_consent(rid: RaterId, ctx: Ctx) -> StateOut:
-    """Create the rater (assigning a design slot) and record consent; repeating it changes nothing."""
+def give_consent(rid: RaterId, request: Request, response: Response, ctx: Ctx) -> StateOut:
+    """Create the rater (assigning a design slot), record consent and issue the rater's session credential (an
+    HttpOnly, SameSite=Strict cookie; every other rater API call needs it). Repeating it changes nothing; for a
+    rater id that exists already it needs that rater's credential (else 403), so knowing an id is not enough."""
     now = ctx.clock()
+    if ctx.repo.rater(rid) is not None and not session_valid(ctx, rid, given_session(request)):
+        raise error(403, "rater_taken", "this rater id is in use by another session: open the study link in the "
+                                        "browser you started in")
     ctx.repo.enrol(rid, ctx.study.n_slots, ctx.study.manifest_sha256, now)
+    response.set_cookie(SESSION_COOKIE, ctx.study.session(rid), max_age=SESSION_MAX_AGE_S, path="/",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return _state(ctx, ctx.repo.set_time(rid, "consent_at", now))
 
 
@@ -207,9 +268,14 @@ def get_trial(rid: RaterId, token: str, ctx: Ctx) -> TrialOut:
 
 @router.post("/api/raters/{rid}/trials/{token}/events")
 def listen_events(rid: RaterId, token: str, body: ListenEventsIn, ctx: Ctx) -> dict:
-    """Record play / pause / ended / seek events of one trial (stamped with the server clock)."""
+    """Record play / pause / ended / seek events of one trial (stamped with the server clock on arrival; the
+    browser sends one per request). At most :data:`MAX_EVENTS_PER_TRIAL` per trial, else 429."""
     rater = _rater(ctx, rid)
     t = _trial(ctx, rater, token)
+    have = client_event_count(ctx.repo.events(rid, t.trial_id))
+    if have + len(body.events) > MAX_EVENTS_PER_TRIAL:
+        raise error(429, "too_many_events", f"this trial has recorded {have} listen events; at most "
+                                            f"{MAX_EVENTS_PER_TRIAL} per trial are accepted")
     n = ctx.repo.add_events(rid, t.trial_id, (e.model_dump() for e in body.events), ctx.clock())
     return {"recorded": n, "listened": _listened(ctx, rater, t)}
 
@@ -217,11 +283,14 @@ def listen_events(rid: RaterId, token: str, body: ListenEventsIn, ctx: Ctx) -> d
 @router.post("/api/raters/{rid}/trials/{token}/votes")
 def vote(rid: RaterId, token: str, body: VoteIn, ctx: Ctx) -> dict:
     """Answers to questions of one trial. Replays of stored answers are 200 with ``duplicate: true``; a different
-    answer to an answered question is 409; new answers need ``min_listen_s`` of each side in the recorded listen
-    events (else 409 ``not_enough_listening``) and the trial must be the rater's current one (else 409)."""
+    answer to an answered question is 409; new answers need the trial's ``min_listen_s`` of each side credited by
+    the server's clock from the recorded listen events (else 409 ``not_enough_listening``) and the trial must be the rater's current one (else 409)."""
     s, now = ctx.study, ctx.clock()
     rater = _rater(ctx, rid)
     t = _trial(ctx, rater, token)
+    from studies.server import crowd  # crowd builds on this module
+
+    crowd.require_screening(ctx, rater)
     known = {q.id for q in s.config.questions}
     unknown = sorted(set(body.answers) - known)
     if unknown:
@@ -238,9 +307,10 @@ def vote(rid: RaterId, token: str, body: VoteIn, ctx: Ctx) -> dict:
     if new:
         if current is None or t.position > current.position:
             raise error(409, "out_of_order", "answer the trials in the order they are shown")
-        short = {p: v for p, v in listened.items() if v < s.config.min_listen_s}
+        need = _min_listen(ctx, t)
+        short = {p: v for p, v in listened.items() if v < need - JITTER_S}
         if short:
-            raise _not_enough_listening(s.config.min_listen_s, listened)
+            raise _not_enough_listening(need, listened)
     sides = s.sides(t)
     rows = [dict(rater_id=rid, trial_id=t.trial_id, clip_id=t.clip_id, question=q, answer=a, system_a=sides["A"],
                  system_b=sides["B"], is_catch=t.is_catch, catch_expected=s.catch_expected(t, q),

@@ -1,6 +1,7 @@
 """Request and response bodies of the rater API (pydantic, strict: no type coercion, unknown fields refused).
 
-A malformed body is answered 422 by FastAPI with pydantic's error list.
+A malformed body is answered 422 by FastAPI with pydantic's error list (NaN / Infinity included: numbers must
+be finite, and the error list names them as strings, :mod:`studies.server.app`).
 """
 from __future__ import annotations
 
@@ -47,15 +48,16 @@ class TrialOut(BaseModel):
     """What the browser needs to present one trial; no system, run or path."""
 
     token: str
-    index: int  # 1-based position within the rater's trials
-    total: int
+    index: int  # 1-based position within the rater's trials, not counting the practice trial (index 0)
+    total: int  # trials, not counting the practice trial
     video: str  # muted picture (the A stimulus; both share the same video)
     media: dict[str, str]  # position -> /media/<key>.mp4
     questions: list[QuestionOut]
     options: list[str]
-    min_listen_s: float
+    min_listen_s: float  # this trial's minimum per side (studies.server.listening.trial_min_listen_s)
     answered: dict[str, str]
     listened: dict[str, float]
+    practice: bool = False  # the practice trial (index 0): answered like the others, never analysed
 
 
 class StateOut(BaseModel):

@@ -34,6 +34,8 @@ class ServedStudy:
     design: Design
     media: dict[str, Path]  # stimulus key -> file (inside STUDY_DIR/stimuli)
     key_of: dict[tuple[str, str], str]  # (clip id, system) -> stimulus key
+    duration_of: dict[str, float]  # stimulus key -> duration in seconds (stimuli.json)
+    sha256_of: dict[str, str]  # stimulus key -> sha256 of the file's bytes (the media ETag)
     secret: bytes
     token_of: dict[str, str]  # trial id -> token
     trial_of: dict[str, Trial]  # token -> trial
@@ -51,6 +53,8 @@ class ServedStudy:
         stim_root = (d / STIMULI_DIR).resolve()
         media: dict[str, Path] = {}
         key_of: dict[tuple[str, str], str] = {}
+        duration_of: dict[str, float] = {}
+        sha256_of: dict[str, str] = {}
         for s in json.loads((d / "stimuli.json").read_text())["stimuli"]:
             key = str(s["key"])
             path = (d / s["file"]).resolve()
@@ -58,6 +62,8 @@ class ServedStudy:
                 raise StudyServerError(f"refusing to serve: stimuli.json lists an unexpected stimulus {s['file']!r}")
             media[key] = path
             key_of[(s["clip_id"], s["system"])] = key
+            duration_of[key] = float(s["duration_s"])
+            sha256_of[key] = str(s["sha256"])
         missing = [(t.clip_id, s) for t in design.all_trials() for s in (t.system_left, t.system_right)
                    if (t.clip_id, s) not in key_of]
         if missing:
@@ -67,7 +73,8 @@ class ServedStudy:
             raise StudyServerError(f"refusing to serve: {len(absent)} stimulus file(s) missing, e.g. {absent[0]}.mp4")
         token_of = {t.trial_id: cls._token(secret, man["content_sha256"], t.trial_id) for t in design.all_trials()}
         trial_of = {token_of[t.trial_id]: t for t in design.all_trials()}
-        return cls(d, man["content_sha256"], config, design, media, key_of, secret, token_of, trial_of)
+        return cls(d, man["content_sha256"], config, design, media, key_of, duration_of, sha256_of, secret, token_of,
+                   trial_of)
 
     @staticmethod
     def _token(secret: bytes, manifest: str, trial_id: str) -> str:
@@ -87,6 +94,15 @@ class ServedStudy:
     def sides(self, trial: Trial) -> dict[str, str]:
         """Position -> system: the design's left system is A, the right one B."""
         return {"A": trial.system_left, "B": trial.system_right}
+
+    def duration_s(self, trial: Trial) -> float:
+        """The trial's media duration in seconds (both sides are fitted to the clip: the shorter if they differ)."""
+        return min(self.duration_of[self.key_of[(trial.clip_id, s)]] for s in self.sides(trial).values())
+
+    def session(self, rater_id: str) -> str:
+        """The rater's session credential: ``<rater id>.<HMAC-SHA256 of the id under the server secret>``."""
+        sig = hmac.new(self.secret, f"rater-session|{self.manifest_sha256}|{rater_id}".encode(), hashlib.sha256)
+        return f"{rater_id}.{sig.hexdigest()[:40]}"
 
     def catch_expected(self, trial: Trial, question_id: str) -> str | None:
         side = trial.expected_answer(self.config.question(question_id))

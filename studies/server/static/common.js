@@ -1,4 +1,4 @@
-/* Helpers shared by the rater pages: the rater id, JSON calls to the API, error display. */
+/* Helpers shared by the rater pages: the rater id, JSON calls to the API, error display, keyboard guards. */
 "use strict";
 const RATER = document.body.dataset.rater;
 
@@ -35,4 +35,11 @@ function randomId() {
   const bytes = new Uint8Array(12);
   window.crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Keyboard shortcuts never fire while the rater types: in text fields, text areas, selects or editable content.
+function isTextEntry(el) {
+  if (!el || !el.tagName) return false;
+  if (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT") return true;
+  return el.tagName === "INPUT" && !["radio", "checkbox", "range", "button", "submit"].includes(el.type);
 }

@@ -1,7 +1,9 @@
 /* The trial page: one muted video, two soundtracks (A and B) kept in sync with the video's currentTime, only one
    playing at a time. Every play / pause / ended / seek is reported to the server at once; the answers unlock
-   once both soundtracks have played for min_listen_s (counted here from the video's progress; the server checks
-   its own count from the reported events before it accepts a vote). */
+   once both soundtracks have played for min_listen_s (counted here from the video's progress; the server credits
+   its own count, from its clock between the arrivals of a play and the next pause / switch / ended, before it
+   accepts a vote). Each side shows whether it has been listened to long enough; keyboard shortcuts (A / B,
+   Space, 1 / 2 / 3, Enter) work except while typing in a text field; the practice trial is labelled as such. */
 "use strict";
 (function () {
   const video = document.getElementById("video");
@@ -11,6 +13,9 @@
   const seek = document.getElementById("seek");
   const timeEl = document.getElementById("time");
   const hint = document.getElementById("listen-hint");
+  const rule = document.getElementById("listen-rule");
+  const badges = { A: document.getElementById("listened-A"), B: document.getElementById("listened-B") };
+  const root = document.getElementById("trial-root").dataset;  // the study's minimum and the short-clip bound
   const form = document.getElementById("questions");
   const next = document.getElementById("next");
   const DRIFT_S = 0.12;
@@ -27,9 +32,10 @@
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
   }
 
-  // The server counts listening from these events in arrival order, so they are sent one after another (a
-  // queue), and a vote waits for the queue: concurrent fetches can arrive out of order, and a vote that overtook
-  // the final "pause" was refused for lack of listening that had in fact happened.
+  // The server credits listening from the arrival times of these events, one event per request (a batch would
+  // arrive at one instant and credit nothing), so they are sent one after another (a queue), and a vote waits for
+  // the queue: concurrent fetches can arrive out of order, and a vote that overtook the final "pause" was refused
+  // for lack of listening that had in fact happened. The session cookie set at consent goes with every call.
   let sending = Promise.resolve();
 
   function report(side, event) {
@@ -45,20 +51,48 @@
     return trial && listened.A >= trial.min_listen_s && listened.B >= trial.min_listen_s;
   }
 
+  // The question that keys 1 / 2 (3: no preference) answer: the first one without an answer yet.
+  function currentQuestion() {
+    if (!trial) return null;
+    return trial.questions.find((q) => !choices[q.id] && !trial.answered[q.id]) || null;
+  }
+
   function render() {
     for (const side of ["A", "B"]) buttons[side].setAttribute("aria-pressed", String(playing && active === side));
     pauseBtn.disabled = !playing;
     timeEl.textContent = fmt(video.currentTime || 0) + " / " + fmt(video.duration || 0);
     const open = unlocked();
     if (trial) {
-      const left = ["A", "B"].filter((s) => listened[s] < trial.min_listen_s);
+      const min = trial.min_listen_s;
+      const left = ["A", "B"].filter((s) => listened[s] < min);
       hint.textContent = open ? "You can answer now (you may keep listening)."
-        : "Listen to " + left.map((s) => "soundtrack " + s).join(" and ") + " for at least "
-          + trial.min_listen_s + " s each to unlock the answers.";
+        : left.length === 2 ? "Listen to each soundtrack for at least " + min + " s to unlock the answers."
+          : "Listen to soundtrack " + left[0] + " for at least " + min + " s to unlock the answers.";
+      rule.textContent = min < parseFloat(root.minListen)
+        ? "This clip is shorter than " + root.shortClip + " s, so the minimum is half its length (" + min
+          + " s) instead of " + root.minListen + " s." : "";
+      for (const side of ["A", "B"]) {
+        const done = listened[side] >= min;
+        badges[side].classList.toggle("done", done);
+        badges[side].textContent = done ? "\u2713 listened" : Math.floor(listened[side]) + " / " + min + " s";
+      }
     }
-    for (const fs of form.querySelectorAll("fieldset")) fs.disabled = !open || fs.dataset.answered === "1";
+    const cur = currentQuestion();
+    for (const fs of form.querySelectorAll("fieldset")) {
+      fs.disabled = !open || fs.dataset.answered === "1";
+      fs.classList.toggle("current", open && cur !== null && fs.dataset.question === cur.id);
+    }
     const all = trial && trial.questions.every((q) => choices[q.id] || trial.answered[q.id]);
     next.disabled = !(open && all);
+  }
+
+  function choose(opt) {
+    const q = currentQuestion();
+    if (!q || !unlocked() || !trial.options.includes(opt)) return;
+    const input = form.querySelector("input[name='q-" + q.id + "'][value='" + opt + "']");
+    if (input) input.checked = true;
+    choices[q.id] = opt;
+    render();
   }
 
   function stopAudio(side) {
@@ -131,6 +165,7 @@
     for (const q of trial.questions) {
       const fs = document.createElement("fieldset");
       fs.dataset.answered = trial.answered[q.id] ? "1" : "0";
+      fs.dataset.question = q.id;
       const lg = document.createElement("legend");
       lg.textContent = q.text;
       fs.appendChild(lg);
@@ -157,10 +192,12 @@
     active = null;
     choices = {};
     listened = { A: trial.listened.A || 0, B: trial.listened.B || 0 };
-    document.getElementById("progress-text").textContent = "Trial " + trial.index + " of " + trial.total;
+    document.getElementById("progress-text").textContent = trial.practice ? "Practice trial"
+      : "Trial " + trial.index + " of " + trial.total;
+    document.getElementById("practice-note").hidden = !trial.practice;
     const bar = document.getElementById("progress");
     bar.max = trial.total;
-    bar.value = state.done;
+    bar.value = trial.practice ? 0 : trial.index - 1;  // trials are answered in order
     video.src = trial.video;
     audio.A.src = trial.media.A;
     audio.B.src = trial.media.B;
@@ -193,6 +230,19 @@
     }
   });
   form.addEventListener("submit", (ev) => ev.preventDefault());
+
+  // Keyboard: A / B play a soundtrack, Space pauses or resumes, 1 / 2 (3: no preference) answer the highlighted
+  // question, Enter goes on. Never while the rater types in a text field (isTextEntry, common.js).
+  document.addEventListener("keydown", (ev) => {
+    if (!trial || ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat || isTextEntry(ev.target)) return;
+    const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    if (k === "a" || k === "b") playSide(k.toUpperCase());
+    else if (k === " ") { if (playing) pause(); else playSide(active || "A"); }
+    else if (k === "1" || k === "2" || k === "3") choose({ 1: "A", 2: "B", 3: "tie" }[k]);
+    else if (k === "Enter") { if (!next.disabled) next.click(); }
+    else return;
+    ev.preventDefault();  // e.g. Space would also press a focused button, Enter submit twice
+  });
 
   api("/state").then((state) => {
     if (!state.volume_checked) { go("instructions"); return; }
