@@ -1,8 +1,10 @@
 """The vm-eval leaderboard (Streamlit). Start it with `vm-eval leaderboard [--results DIR]`; it reads the folder
 named by $VM_EVAL_RESULTS (default ./results) and never writes results (only a media cache for the drill-down).
 
-Results are loaded once and cached (a "Reload results" button re-reads the folder); the per-clip score matrix is
-built once per load, so a filter change only recomputes the cells. The view and every filter live in the URL.
+Results are loaded once per state of the folder and cached: every rerun takes a cheap stamp of the folder (counts
+and newest mtimes of run.json files, study summaries and ablation reports) and re-reads it when the stamp changed
+("Reload results" forces a re-read). The per-clip score matrix is built once per load, so a filter change only
+recomputes the cells. The view and every filter live in the URL; a bare URL opens the summary.
 """
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ if __package__ in (None, ""):  # `streamlit run leaderboard/app.py` runs this fi
 
 import streamlit as st
 
-from leaderboard.data import CATEGORIES, SOURCES, Results, load_results
-from leaderboard.state import FILTER_PARAMS, VIEWS, filters_from_params, params_from_filters
+from leaderboard.data import CATEGORIES, SOURCES, Results, folder_stamp, load_results
+from leaderboard.state import DEFAULT_VIEW, FILTER_PARAMS, VIEWS, filters_from_params, params_from_filters
 from leaderboard.table import ClipMatrix, Filters, backbone_names
 
 
-@st.cache_resource(show_spinner="loading results ...")
-def cached_results(root: str, generation: int) -> tuple[Results, ClipMatrix]:
+@st.cache_resource(show_spinner="loading results ...", max_entries=2)  # the current folder state (+ the last one)
+def cached_results(root: str, generation: int, stamp: tuple) -> tuple[Results, ClipMatrix]:
     res = load_results(root)
     return res, ClipMatrix.build(res)
 
@@ -47,7 +49,7 @@ def sidebar(res: Results) -> tuple[str, Filters]:
     params = st.query_params.to_dict()
     options = filter_options(res)
     initial = filters_from_params(params, options)
-    view0 = params.get("view", "runs")
+    view0 = params.get("view", DEFAULT_VIEW)
     view = st.sidebar.radio("view", list(VIEWS), index=list(VIEWS).index(view0) if view0 in VIEWS else 0,
                             format_func=VIEWS.get, key="view")
     st.sidebar.markdown("**filters** (empty = all)")
@@ -77,29 +79,29 @@ def main() -> None:
     if not Path(root).is_dir():
         st.error(f"no results folder at {root}: run `make demo` or `vm-eval run ...`, or pass --results DIR")
         return
-    res, matrix = cached_results(root, st.session_state["generation"])
+    res, matrix = cached_results(root, st.session_state["generation"], folder_stamp(root))
     for p in res.problems:
         st.sidebar.warning(p)
     view, f = sidebar(res)
     st.title(VIEWS[view])
-    if res.runs.empty and view != "studies":
+    if res.runs.empty and view not in ("studies", "definitions"):
         st.info(f"no runs stored in {root} yet: `make demo` makes some")
         return
-    from leaderboard.views import ablations, breakdowns, clips, runs, studies
+    from leaderboard.views import ablations, breakdowns, clips, definitions, runs, studies, summary
 
     if view == "provenance":
         from leaderboard.table import filter_runs
         from leaderboard.views.common import run_names
 
-        names = run_names(filter_runs(res, f))
+        names = run_names(filter_runs(res, f), badges=True)
         if not names:
             st.info("no runs match these filters")
             return
         pick = st.selectbox("run", list(names), key="prov-view-run", format_func=names.get)
         runs.provenance_block(res, pick)
         return
-    {"runs": runs.render, "breakdowns": breakdowns.render, "ablations": ablations.render,
-     "studies": studies.render, "clips": clips.render}[view](res, f, matrix)
+    {"summary": summary.render, "runs": runs.render, "breakdowns": breakdowns.render, "ablations": ablations.render,
+     "studies": studies.render, "clips": clips.render, "definitions": definitions.render}[view](res, f, matrix)
 
 
 main()

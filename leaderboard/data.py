@@ -10,6 +10,7 @@ metric are two columns, never mixed; a name with one identity in the folder keep
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from vm_eval.store.schema import RunMetaDamaged
 from vm_eval.store.status import Status
 
 RUN_COLUMNS = ["run_id", "label", "model", "family", "trained", "checkpoint", "dataset", "split", "status", "clips",
-               "done", "failed", "skipped", "pending", "created", "path"]
+               "done", "failed", "skipped", "pending", "created", "path", "extra", "skipped_metrics",
+               "gen_skips"]
+AGG_COLUMNS = ["run_id", "column", "name", "key", "backbone", "units", "higher_is_better", "kind", "standard", "mean",
+               "lo", "hi", "n", "missing", "failed_clips", "skip_reasons", "paired_null"]
 CATEGORIES = ("promo", "commercial", "compilation", "other")
 SOURCES = ("real", "ai-generated")
 
@@ -43,6 +47,7 @@ class Results:
     ablations: list[dict] = field(default_factory=list)
     studies: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # unreadable files, missing manifests (shown, never fatal)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # this load (caches of derived tables key on it)
 
 
 def column_id(name: str, key: str | None) -> str:
@@ -94,6 +99,7 @@ def load_results(root: str | Path) -> Results:
     ``problems`` and left out."""
     from studies.results import list_studies
     from vm_eval.ablate.groups import list_groups
+    from vm_eval.summary.records import generation_skip_reasons
 
     root = Path(root)
     problems: list[str] = []
@@ -114,7 +120,9 @@ def load_results(root: str | Path) -> Results:
                      "status": status.value, "clips": counts.get("clips", meta.get("n_clips", 0)),
                      "done": counts.get("done", 0), "failed": counts.get("failed", 0) + counts.get("score_failed", 0),
                      "skipped": counts.get("skipped", 0), "pending": counts.get("pending", 0),
-                     "created": meta.get("created"), "path": str(run.dir)})
+                     "created": meta.get("created"), "path": str(run.dir), "extra": info.get("extra") or {},
+                     "skipped_metrics": meta.get("skipped_metrics") or {},
+                     "gen_skips": generation_skip_reasons(run) if counts.get("skipped", 0) else {}})
         provenance[rid] = {k: meta.get(k) for k in ("identity", "code", "packages", "environment", "checkpoints",
                                                      "metrics", "resampler", "last_command", "seed", "created",
                                                      "updated", "timings")}
@@ -129,7 +137,8 @@ def load_results(root: str | Path) -> Results:
                          "higher_is_better": a.get("higher_is_better"), "kind": a.get("kind"),
                          "standard": a.get("standard", True), "mean": a.get("mean"), "lo": a.get("lo"),
                          "hi": a.get("hi"), "n": a.get("n", 0), "missing": a.get("missing", 0),
-                         "failed_clips": a.get("failed", 0)})
+                         "failed_clips": a.get("failed", 0), "skip_reasons": a.get("skip_reasons") or {},
+                         "paired_null": a.get("paired_null")})
         table = run.dir / "scores.parquet"
         if table.is_file():
             try:
@@ -143,8 +152,7 @@ def load_results(root: str | Path) -> Results:
                               "value": pd.to_numeric(s["value"], errors="coerce").to_numpy(np.float64)})
             score_frames.append(s[s["column"].notna()])
     runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
-    agg_df = pd.DataFrame(aggs, columns=["run_id", "column", "name", "key", "backbone", "units", "higher_is_better",
-                                         "kind", "standard", "mean", "lo", "hi", "n", "missing", "failed_clips"])
+    agg_df = pd.DataFrame(aggs, columns=AGG_COLUMNS)
     columns = _columns(agg_df)
     scores = (pd.concat(score_frames, ignore_index=True) if score_frames
               else pd.DataFrame(columns=["run_id", "clip_id", "column", "value"]))
@@ -158,16 +166,40 @@ def load_results(root: str | Path) -> Results:
                    problems)
 
 
+def folder_stamp(root: str | Path) -> tuple:
+    """A cheap fingerprint of what load_results reads: per kind of file (run.json, registered study summaries,
+    ablation states and reports) its count and newest mtime (ns). Taken on every rerun (a few globs, no reads),
+    so a run finished or a study analysed after the app started shows without a reload."""
+    root = Path(root)
+    out = []
+    for pattern in ("*/*/*/*/run.json", "studies/*.json", "ablations/*/ablation.json", "ablations/*/report.json"):
+        mtimes = []
+        for p in root.glob(pattern):
+            try:
+                mtimes.append(p.stat().st_mtime_ns)
+            except OSError:  # removed between the glob and the stat
+                continue
+        out.append((len(mtimes), max(mtimes, default=0)))
+    return tuple(out)
+
+
+def is_null_subscore(name: str) -> bool:
+    """'m:vs-shift', 'm:vs-other': a score's paired difference against a null, not a metric of its own."""
+    return ":vs-" in name
+
+
 def _columns(agg: pd.DataFrame) -> pd.DataFrame:
     """One row per metric identity; the label is the name, plus the backbone (or key) when the name has several."""
     cols = agg.drop_duplicates("column")[["column", "name", "key", "backbone", "units", "higher_is_better", "kind",
                                            "standard"]].copy()
+    cols["base"] = cols["name"].str.split(":", n=1).str[0]  # the metric a sub-score belongs to (columns group by it)
+    cols["null"] = cols["name"].map(is_null_subscore).astype(bool)
     many = cols["name"].map(cols["name"].value_counts()) > 1
     suffix = np.where(cols["backbone"].astype(bool), cols["backbone"], cols["key"].fillna("").str[:8])
     cols["label"] = np.where(many, cols["name"] + " [" + suffix + "]", cols["name"])
     arrow = cols["higher_is_better"].map({True: " ↑", False: " ↓"}).fillna("")
     cols["header"] = cols["label"] + arrow
-    return cols.sort_values(["name", "label"]).reset_index(drop=True)
+    return cols.sort_values(["base", "name", "label"]).reset_index(drop=True)
 
 
 def clip_table(res: Results) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The view's state in the URL, so a view can be shared: ?view=runs&dataset=demo&category=promo,commercial&...
+"""The view's state in the URL, so a view can be shared: ?view=summary&dataset=demo&category=promo,commercial&...
 
 Filters are comma-separated lists (empty or absent = everything); values that do not exist in the loaded
 results are dropped rather than filtering everything out.
@@ -9,8 +9,10 @@ from collections.abc import Mapping
 
 from leaderboard.table import Filters
 
-VIEWS = {"runs": "Runs", "breakdowns": "Breakdowns", "ablations": "Ablations", "studies": "Listening tests",
-         "clips": "Clip drill-down", "provenance": "Provenance"}
+VIEWS = {"summary": "Summary", "runs": "Full table", "breakdowns": "Breakdowns", "ablations": "Ablations",
+         "studies": "Listening tests", "clips": "Clip drill-down", "provenance": "Provenance",
+         "definitions": "Metric definitions"}
+DEFAULT_VIEW = "summary"  # the view a bare URL opens
 FILTER_PARAMS = {"dataset": "datasets", "split": "splits", "category": "categories", "source": "sources",
                  "family": "families", "backbone": "backbones"}
 

@@ -8,8 +8,10 @@ bootstrap (each clip weighted by a Poisson(1) count per resample; Hanley & MacGi
 hundreds of runs. A clip's weights depend only on its id, so every run is resampled with the same clip weights.
 Set metrics (FAD and the like) have no per-clip values: under a clip filter their cells are empty and say so.
 
-Rank (the studies issue's rule): 1 + the number of runs whose interval is entirely better than this one's
-(lower bound above this upper bound when higher is better; upper bound below this lower bound otherwise).
+Rank (the studies issue's rule, vm_eval.summary.ranks): 1 + the number of runs whose interval is entirely better
+than this one's (lower bound above this upper bound when higher is better; upper bound below this lower bound
+otherwise). Only trained, non-reference runs are ranked and count for each other's ranks (ranked_runs): references
+(ground truth, random retrieval, anchors) and untrained backbones are shown, never ranked.
 """
 from __future__ import annotations
 
@@ -149,36 +151,44 @@ def cells(res: Results, f: Filters, matrix: ClipMatrix | None = None) -> pd.Data
     return out.drop(columns="kind").reset_index(drop=True)
 
 
-def ci_ranks(long: pd.DataFrame, columns: pd.DataFrame) -> pd.Series:
-    """Rank per (run, column) row of `long` by the CI rule (module docstring); NaN without a direction or CI."""
+def ranked_runs(runs: pd.DataFrame) -> set[str]:
+    """Run ids that take part in ranks and "best": trained and not of family "reference"."""
+    keep = runs["trained"].astype(bool) & (runs["family"] != "reference")
+    return set(runs.loc[keep, "run_id"])
+
+
+def ci_ranks(long: pd.DataFrame, columns: pd.DataFrame, ranked: set[str] | None = None) -> pd.Series:
+    """Rank per (run, column) row of `long` by the CI rule (module docstring); NaN without a direction or CI, and
+    for runs outside `ranked` (None = every run is ranked)."""
+    from vm_eval.summary import ci_ranks as rule
+
     hib = columns.set_index("column")["higher_is_better"]
     ranks = pd.Series(np.nan, index=long.index)
+    if ranked is not None:
+        long = long[long["run_id"].isin(ranked)]
     for col, g in long.groupby("column"):
         better = hib.get(col)
         if better is None or pd.isna(better):
             continue
-        lo, hi = g["lo"].to_numpy(float), g["hi"].to_numpy(float)
-        ok = ~(np.isnan(lo) | np.isnan(hi))
-        if better:
-            beats = (lo[None, :] > hi[:, None]) & ok[None, :]
-        else:
-            beats = (hi[None, :] < lo[:, None]) & ok[None, :]
-        r = 1 + beats.sum(axis=1)
-        ranks.loc[g.index] = np.where(ok, r, np.nan)
+        best, _ = rule(g["lo"].to_numpy(float), g["hi"].to_numpy(float), bool(better))
+        ranks.loc[g.index] = best
     return ranks
 
 
-def wide(res: Results, long: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+def wide(res: Results, long: pd.DataFrame, runs: pd.DataFrame, nulls: bool = True) -> pd.DataFrame:
     """The main table: one row per run of `runs` (identity columns first, runs without scores included), then per
-    metric column 'mean', 'lo', 'hi', 'n', 'missing' and 'rank' as a MultiIndex (header, field)."""
+    metric column 'mean', 'lo', 'hi', 'n', 'missing' and 'rank' as a MultiIndex (header, field); columns grouped
+    per metric (its sub-scores after it); null sub-scores (':vs-shift', ':vs-other') only with `nulls`."""
     cols = res.columns.set_index("column")
-    long = long.assign(rank=ci_ranks(long, res.columns))
+    if not nulls:
+        long = long[~long["column"].map(cols["null"]).fillna(False).astype(bool)]
+    long = long.assign(rank=ci_ranks(long, res.columns, ranked_runs(runs)))
     fields = ["mean", "lo", "hi", "n", "missing", "rank"]
     order = [c for c in cols.index if c in set(long["column"])]
     piv = long.pivot(index="run_id", columns="column", values=fields).swaplevel(0, 1, axis=1)
     piv = piv.reindex(index=list(runs["run_id"]), columns=pd.MultiIndex.from_product([order, fields]))
     piv.columns = pd.MultiIndex.from_tuples([(cols.at[c, "header"], fld) for c, fld in piv.columns])
     ident = runs.set_index("run_id")[["label", "model", "family", "checkpoint", "dataset", "split", "status",
-                                      "trained", "failed"]]
+                                      "trained", "failed", "extra"]]
     ident.columns = pd.MultiIndex.from_tuples([("run", c) for c in ident.columns])
     return pd.concat([ident, piv], axis=1)

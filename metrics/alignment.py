@@ -114,10 +114,27 @@ class AlignmentMetric:
         return out
 
 
-def _info(name: str, units: str, description: str, params: dict[str, Any]) -> MetricInfo:
+# Caveats every beat-to-visual score shares (the leaderboard's definitions page shows them).
+ALIGNMENT_CAVEATS = (
+    "read the ':vs-shift' and ':vs-other' paired differences, not the raw score: dense beats or frequent visual "
+    "events raise the raw score without any alignment",
+    "beat-sync (a reference system) places its beats on the video's cuts and flashes by construction, so on "
+    "cut-based scores it ties or beats ground truth (on the demo it ties ground truth by construction): a check "
+    "of the metric, not a competitor",
+    "beat and onset times come from madmom's bundled models; other trackers (librosa, mir_eval defaults) give "
+    "other values, so compare only with numbers computed the same way",
+)
+ALIGNMENT_NULL = ("paired nulls per clip: ':vs-shift' = score - score of the same music circularly shifted, "
+                  "':vs-other' = score - score of another clip's music; 0 = no better than chance alignment")
+
+
+def _info(name: str, units: str, description: str, params: dict[str, Any], reference_impl: str = "",
+          caveats: tuple[str, ...] = ()) -> MetricInfo:
     return MetricInfo(name=name, version=1, units=units, higher_is_better=True, description=description,
                       needs_reference=False,
-                      params={**params, "nulls": NULLS, "shift_margin_s": SHIFT_MARGIN_S})
+                      params={**params, "nulls": NULLS, "shift_margin_s": SHIFT_MARGIN_S},
+                      reference_impl=reference_impl, null_value=ALIGNMENT_NULL,
+                      caveats=ALIGNMENT_CAVEATS + caveats)
 
 
 def _beat_inputs(video: VideoExtractor, music: AudioExtractor | None = None) -> dict[str, Any]:
@@ -140,7 +157,10 @@ class BeatVisualF1(AlignmentMetric):
             f"F-measure of music beats vs {detector} visual events within +-{self.window_s * 1000:.0f} ms "
             "(one-to-one matching, no 5 s trim), with shifted-music and other-clip-music nulls",
             {"window_s": self.window_s, "matching": "maximum bipartite (mir_eval.util.match_events)",
-             "trim_s": 0.0})
+             "trim_s": 0.0},
+            reference_impl="mir_eval.beat.f_measure (one-to-one matching) with visual events as the reference "
+                           "and no 5 s trim",
+            caveats=("mir_eval's beat evaluation trims the first 5 s by default; this one does not",))
 
     def pair_score(self, visual: np.ndarray, music: np.ndarray, duration_s: float) -> float:
         return ev.f_measure(visual, music, self.window_s)
@@ -160,7 +180,9 @@ class BeatAlignScore(AlignmentMetric):
             f"Bailando Beat Align Score of music beats around {detector} visual events, sigma "
             f"{self.sigma_s:.3f} s, averaged over visual events, with shifted-music and other-clip-music "
             "nulls",
-            {"sigma_s": self.sigma_s, "averaged_over": "visual events"})
+            {"sigma_s": self.sigma_s, "averaged_over": "visual events"},
+            reference_impl="Bailando (Siyao et al. 2022) Beat Align Score, sigma in seconds instead of frames",
+            caveats=("Bailando averages over music beats of dance motion; here over visual events of the video",))
 
     def pair_score(self, visual: np.ndarray, music: np.ndarray, duration_s: float) -> float:
         return ev.beat_align_score(visual, music, self.sigma_s)
@@ -178,7 +200,10 @@ class BeatHitScore(AlignmentMetric):
             f"bhs-{detector}-{self.bin_s * 1000:.0f}ms", "fraction of visual-event bins (0-1)",
             f"Beat Hit Score: share of {self.bin_s:g} s bins with a {detector} visual event that also hold a "
             "music beat, with shifted-music and other-clip-music nulls",
-            {"bin_s": self.bin_s, "reference": f"{detector} visual events", "generated": "music beats"})
+            {"bin_s": self.bin_s, "reference": f"{detector} visual events", "generated": "music beats"},
+            reference_impl="LORIS beats_scores.py (D2M-GAN's BHS), with cuts in place of dance beats",
+            caveats=("LORIS uses 1 s bins on librosa onsets; these 0.2 s bins on madmom beats give other values; "
+                     "published BHS above 100 use yet another definition",))
 
     def pair_score(self, visual: np.ndarray, music: np.ndarray, duration_s: float) -> float:
         return ev.beat_hit_score(visual, music, duration_s, self.bin_s)
@@ -196,7 +221,9 @@ class BeatCoverageScore(AlignmentMetric):
             f"bcs-{detector}-{self.bin_s * 1000:.0f}ms", "fraction of beat bins (0-1)",
             f"Beat Coverage Score: share of {self.bin_s:g} s bins with a music beat that also hold a "
             f"{detector} visual event, with shifted-music and other-clip-music nulls",
-            {"bin_s": self.bin_s, "reference": f"{detector} visual events", "generated": "music beats"})
+            {"bin_s": self.bin_s, "reference": f"{detector} visual events", "generated": "music beats"},
+            reference_impl="LORIS beats_scores.py (BCS), with cuts in place of dance beats",
+            caveats=("LORIS uses 1 s bins on librosa onsets; these 0.2 s bins on madmom beats give other values",))
 
     def pair_score(self, visual: np.ndarray, music: np.ndarray, duration_s: float) -> float:
         return ev.beat_coverage_score(visual, music, duration_s, self.bin_s)
@@ -223,7 +250,10 @@ class AVAlign(AlignmentMetric):
             f"matched one-to-one within +-{self.frames:g} frame at {self.fps:g} fps, with shifted and "
             "other-clip nulls",
             {"window_frames": self.frames, "fps": self.fps, "window_s": self.frames / self.fps,
-             "iou": "matched / (|onsets| + |flow peaks| - matched)", "flow_peaks": rule})
+             "iou": "matched / (|onsets| + |flow peaks| - matched)", "flow_peaks": rule},
+            reference_impl="AV-Align (Yariv et al. 2024): IoU of audio onsets and optical-flow peaks, +-1 frame",
+            caveats=() if rule == "local-max" else
+            ("adaptive flow peaks differ from the reference local-maximum rule: not comparable with papers",))
 
     def pair_score(self, visual: np.ndarray, music: np.ndarray, duration_s: float) -> float:
         return ev.av_align(music, visual, self.fps, self.frames)

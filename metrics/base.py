@@ -66,10 +66,15 @@ class MetricInfo:
     backbone: dict[str, Any] | None = None  # {name, file, sha256} of the embedding/classifier checkpoint
     kind: str = "clip"  # "clip" (one value per clip) or "set" (one value per run, e.g. FAD)
     standard: bool = True  # False for stand-in backbones that exist only so the demo runs offline
+    # Documentation only (the leaderboard's definitions page); never part of the identity: see DOC_FIELDS.
+    reference_impl: str = ""  # the published implementation or definition this one follows
+    null_value: str = ""  # what no skill looks like: the value or paired null a score is read against
+    caveats: tuple[str, ...] = ()  # known pitfalls when reading or comparing the score
 
     def identity(self, resampler: str, extractors: dict[str, Any] | None = None) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("description")
+        for name in DOC_FIELDS:  # prose: editing it must not change the key of every stored score
+            d.pop(name)
         d["resampler"] = resampler if (self.sample_rate is not None or extractors) else None
         if extractors:
             d["inputs"] = {k: extractor_identity(e) for k, e in sorted(extractors.items())}
@@ -77,6 +82,18 @@ class MetricInfo:
 
     def key(self, resampler: str, extractors: dict[str, Any] | None = None) -> str:
         return _hash(self.identity(resampler, extractors))[:16]
+
+    def stored_identity(self, resampler: str, extractors: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What run.json stores for the metric: identity(), its key, and the documentation fields (never hashed)."""
+        return {**self.identity(resampler, extractors), "key": self.key(resampler, extractors), **self.docs()}
+
+    def docs(self) -> dict[str, Any]:
+        """The documentation fields (DOC_FIELDS), as stored beside the identity in run.json."""
+        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in DOC_FIELDS}
+
+
+# MetricInfo fields that document a metric without defining it: left out of identity() and so of the key.
+DOC_FIELDS = ("description", "reference_impl", "null_value", "caveats")
 
 
 @dataclass(frozen=True)

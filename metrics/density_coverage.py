@@ -138,6 +138,10 @@ class DensityCoverage:
             backbone=ext.backbone,
             kind="set",
             standard=bool(getattr(extractor, "standard", True)),
+            reference_impl="clovaai/generative-evaluation-prdc (prdc 0.2 compute_prdc), Naeem et al. 2020",
+            null_value="about 1 for generated clips drawn from the reference distribution",
+            caveats=("depends on k and on the number of reference clips: compare only on the same reference set",
+                     "density is unbounded above (clustered samples inside reference balls exceed 1)"),
         )
 
     def embed(self, rows: Any, what: str) -> np.ndarray | None:

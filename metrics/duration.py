@@ -16,6 +16,9 @@ class DurationError:
     info = MetricInfo(
         name="duration-error", version=1, units="s", higher_is_better=False,
         description="absolute difference between the generated audio's and the video clip's durations",
+        reference_impl="vm-eval's own sanity check (no published counterpart)",
+        null_value="0 s = exactly as long as the video",
+        caveats=("a truncated or overlong output biases every metric that crops pairs to the shorter length",),
     )
 
     def score(self, audio: np.ndarray, sample_rate: int, ctx: ClipContext) -> float:

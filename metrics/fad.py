@@ -127,6 +127,13 @@ class FrechetAudioDistance:
             backbone=ext.backbone,
             kind="set",
             standard=standard,
+            reference_impl="Kilgour et al. 2019; FAD-inf as microsoft/fadtk; covariance square root by eigenvalues "
+                           "(scipy.linalg.sqrtm can turn FAD negative)",
+            null_value="0 = the generated and reference embedding Gaussians coincide; no chance level",
+            caveats=("FAD falls as the number of clips grows: compare runs on the same clips, or read FAD-inf",
+                     "the embedding backbone changes the scale completely: compare only within one backbone",
+                     "a set metric: no per-clip value, so it cannot be recomputed on a clip filter")
+            + (() if standard else ("NON-STANDARD stand-in embedding (offline demo): never comparable with papers",)),
         )
 
     def reference_statistics(self, ref_feats: list[np.ndarray]) -> np.ndarray:

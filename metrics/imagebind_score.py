@@ -40,7 +40,10 @@ class ImageBindScore:
             params={"scale": SCALE, "pooling": "mean of view embeddings (ImageBindModel.forward), then cosine",
                     "definition": "hkchengrex/av-benchmark av_bench/evaluate.py IB-Score",
                     "pairing": "clip video (vision) x generated music (audio)"},
-            backbone=getattr(audio.info, "backbone", None))
+            backbone=getattr(audio.info, "backbone", None),
+            reference_impl="hkchengrex/av-benchmark av_bench/evaluate.py IB-Score",
+            null_value="read against random retrieval (another clip's music); ground truth gives the ceiling",
+            caveats=("papers report it on 0-1 or x100 scales: this one is 0-1",))
 
     def score_features(self, feats: dict[str, np.ndarray], ctx: ClipContext) -> float:
         return imagebind_cosine(feats["video"], feats["audio"])

@@ -127,6 +127,10 @@ class InceptionScore:
             backbone=classifier.info.backbone,
             kind="set",
             standard=bool(getattr(classifier, "standard", True)),
+            reference_impl="haoheliu/audioldm_eval isc.py (Inception Score on PANN logits)",
+            null_value="1 = every clip gets the same class distribution; at most the number of classes",
+            caveats=("uses no reference: rewards confident, varied AudioSet classes, not fidelity to the video",
+                     "depends on the number of clips and splits"),
         )
 
     def reference_statistics(self, ref_feats: list[np.ndarray]) -> np.ndarray:

@@ -178,6 +178,13 @@ class KLDivergence:
             },
             backbone=classifier.info.backbone,
             standard=bool(getattr(classifier, "standard", True)),
+            reference_impl=("hkchengrex/av-benchmark av_bench/metrics/kl.py (sigmoid form)" if sigmoid else
+                            "audiocraft metrics/kld.py windowing; direction as audiocraft / audioldm_eval (ref || gen) "
+                            "or stable-audio-metrics (gen || ref)"),
+            null_value="0 = the same label distribution as the clip's reference music" + (
+                "; the sigmoid form is not a true KL and can go below 0" if sigmoid else ""),
+            caveats=("toolkits differ in direction and windowing: compare only with numbers of the same name",
+                     "needs the clip's reference music: clips without one (e.g. AI-generated videos) are skipped"),
         )
 
     def score_features(self, feats: dict[str, np.ndarray], ctx: ClipContext) -> float:

@@ -76,6 +76,9 @@ class IntegratedLoudness:
         name="loudness-lufs", version=1, units="LUFS", higher_is_better=None,
         description="integrated loudness, ITU-R BS.1770-4 (pyloudnorm; 5.1 without LFE), floored at the -70 LUFS gate",
         params={"standard": "BS.1770-4", "block_s": 0.4, "floor_lufs": ABSOLUTE_GATE_LUFS},
+        reference_impl="pyloudnorm Meter.integrated_loudness (ITU-R BS.1770-4)",
+        null_value="descriptive: no better direction; silence reads as the -70 LUFS floor",
+        caveats=("descriptive only: never ranked; compare with the reference music's loudness, not between systems",),
     )
 
     def score(self, audio: np.ndarray, sample_rate: int, ctx: ClipContext) -> float:

@@ -92,7 +92,12 @@ class _ClapTextScore:
                           higher_is_better=True, description=description,
                           params={"text": getattr(self.text, "info", None) and self.text.info.params,
                                   "audio_pooling": "L2-normalised mean of window embeddings", **(extra or {})},
-                          backbone=getattr(self.audio.info, "backbone", None))
+                          backbone=getattr(self.audio.info, "backbone", None),
+                          reference_impl="LAION-CLAP (music checkpoint) audio-text cosine; CLIP zero-shot descriptors",
+                          null_value=("1 / clips in the split (chance recall@1)" if kind != "clip" else
+                                      "read against random retrieval (another clip's music)"),
+                          caveats=("the CLAP checkpoint changes the score a lot (0.13 vs 0.31 on the same outputs): "
+                                   "compare only within one checkpoint",))
 
 
 class ClapCaptionScore(_ClapTextScore):

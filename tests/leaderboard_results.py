@@ -1,7 +1,9 @@
 """Results folders for the leaderboard tests and benchmark.
 
-`make_results`: three real demo runs (seven test clips: every category, real and AI-generated; cheap metrics incl.
-a sub-score and a set metric; one untrained model with a failed clip), one ablation group report and one analysed
+`make_results`: five real demo runs (seven test clips: every category, real and AI-generated; cheap metrics incl.
+a sub-score, a set metric and the FAD stand-in): two references (ground truth, random retrieval), one untrained model
+with a failed clip, and two trained systems scored from folders of outputs (`dir:`), one of which has no output
+for the two AI-generated clips (so n differs between ranked systems); one ablation group report and one analysed
 listening study registered beside them. `write_synthetic`: many runs x many clips written in the run store's
 format (run.json + scores.parquet + a manifest), for scale and for cases real runs here cannot make (two
 backbones of one metric)."""
@@ -14,21 +16,66 @@ import numpy as np
 
 from vm_eval.runner import RunConfig, execute
 
-MODELS = ("ground-truth", "random-retrieval", "test-noise")
-METRICS = ["duration-error", "loudness-lufs", "test-rms", "test-av", "test-set-rms"]
+MODELS = ("ground-truth", "random-retrieval", "test-noise")  # the runs the ablation and the study use
+SYSTEMS = ("sys-noisy-truth", "sys-tones")  # trained, non-reference: the ranked rows of the summary
+METRICS = ["duration-error", "loudness-lufs", "test-rms", "test-av", "test-set-rms", "fad-logmel-nonstandard"]
 FAILING_CLIP = "demo-002"
 
 
+_SHARED: dict[str, tuple[Path, dict]] = {}
+
+
+def shared_results(data_dir: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """make_results once per test session (the AppTest and browser modules read the same folder; neither writes
+    results): (results folder, runs)."""
+    key = str(data_dir)
+    if key not in _SHARED:
+        results = tmp_path_factory.mktemp("lb") / "results"
+        _SHARED[key] = (results, make_results(data_dir, results))
+    return _SHARED[key]
+
+
 def make_results(data_dir: Path, results: Path) -> dict:
+    """Runs by model name (the two output folders by their SYSTEMS name)."""
     import testsystems  # noqa: F401  registers test-noise and the test metrics
 
     args = {"test-noise": {"fail_on": FAILING_CLIP}}
-    runs = {m: execute(RunConfig(model=m, split="test", dataset="demo", data=data_dir, results=results,
-                                 metrics=METRICS, limit=7, model_args=args.get(m, {}), progress=False)).run
-            for m in MODELS}
+
+    def run(model: str):
+        return execute(RunConfig(model=model, split="test", dataset="demo", data=data_dir, results=results,
+                                 metrics=METRICS, limit=7, model_args=args.get(model, {}), progress=False)).run
+
+    runs = {m: run(m) for m in MODELS}
+    for name, folder in _output_folders(data_dir, results.parent / "outputs", runs["ground-truth"]).items():
+        runs[name] = run(f"dir:{folder}")
     _ablation(results, runs)
     _study(results, runs)
     return runs
+
+
+def _output_folders(data_dir: Path, out: Path, truth) -> dict[str, Path]:
+    """Two systems' outputs as published systems ship them (<clip id>.wav): the reference music plus noise (only the
+    clips that have reference music), and seeded tones as long as each test clip (every clip)."""
+    from vm_eval.data.manifest import load_manifest
+    from vm_eval.media import load_audio
+    from vm_eval.media.audio import Audio, write_wav
+
+    rng = np.random.default_rng(1)
+    folders = {name: out / name for name in SYSTEMS}
+    for f in folders.values():
+        f.mkdir(parents=True, exist_ok=True)
+    clips = [c for c in load_manifest(data_dir / "demo").clips if c.split == "test"]
+    sr = 16000
+    for k, c in enumerate(clips):
+        t = np.arange(int(round((c.end - c.start) * sr))) / sr
+        write_wav(folders["sys-tones"] / f"{c.id}.wav",
+                  Audio((0.2 * np.sin(2 * np.pi * (220 + 40 * k) * t)).astype(np.float32), sr))
+        gt = truth.dir / "audio" / f"{c.id}.wav"
+        if gt.is_file():
+            a = load_audio(gt)
+            noisy = a.samples + 0.05 * rng.standard_normal(a.samples.shape).astype(np.float32)
+            write_wav(folders["sys-noisy-truth"] / f"{c.id}.wav", Audio(noisy, a.sample_rate))
+    return folders
 
 
 def _ablation(results: Path, runs: dict) -> None:

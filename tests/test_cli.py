@@ -29,8 +29,12 @@ def test_demo_with_limit_then_results_json(cli_env, shared_cache):
     assert r.returncode == 0, r.stderr
     assert "ground-truth" in r.stdout and "random-retrieval" in r.stdout and "loudness-lufs" in r.stdout
     assert "vidmusician-tiny-random [untrained]" in r.stdout  # the demo's random-backbone model is flagged
+    table = r.stdout[r.stdout.index("demo/test: 7 run(s)"):].splitlines()  # the summary closes the demo
+    assert max(len(x) for x in table) <= 100, max(table, key=len)
+    assert "references (never ranked)" in r.stdout and "ground-truth (ceiling)" in r.stdout
+    assert r.stdout.count("metric(s) not run here") <= 1 and "metric(s) not run here" not in r.stderr
     r = vm(cli_env, "results", "--format", "json")
-    rows = json.loads(r.stdout)
+    rows = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
     assert {row["model"] for row in rows} == {"ground-truth", "random-retrieval", "beat-sync", "anchor-beat-shift",
                                               "anchor-other-category", "musicgen-text-tiny-random",
                                               "vidmusician-tiny-random"}
@@ -110,12 +114,14 @@ def test_an_internal_bug_prints_its_traceback_and_exits_1(monkeypatch, capsys):
 
 def test_a_user_error_is_one_line_and_debug_adds_its_traceback(results, capsys):
     args = ["compare", "nope-a", "nope-b", "--results", str(results)]
+    line = (f"error: unknown run 'nope-a': no run id, id prefix, run folder or model name matches under {results} "
+            "(stored models: none)")  # compare takes the selectors of `study create` (issue 17)
     assert main(args) == 2
-    assert capsys.readouterr().err.splitlines() == [f"error: no run matches 'nope-a' under {results}"]
+    assert capsys.readouterr().err.splitlines() == [line]
     assert main(["--debug", *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "RunNotFound" in err
-    assert err.splitlines()[-1] == f"error: no run matches 'nope-a' under {results}" and "bug" not in err
+    assert err.splitlines()[-1] == line and "bug" not in err
 
 
 def test_user_errors_of_modules_that_cannot_derive_from_user_error_are_recognised():
@@ -162,3 +168,58 @@ def test_model_info_paper_preset_needs_no_weights(cli_env):
     assert no_rhythm.returncode == 0
     rhythm_row = next(line for line in no_rhythm.stdout.splitlines() if line.startswith("rhythm"))
     assert rhythm_row.split()[1] == "0"  # stage 1 only: no rhythm module at all
+
+
+def test_help_shows_defaults_and_one_pair_of_dataset_option_names(capsys):
+    for cmd, want in ((["run"], ["--dataset NAME_OR_MANIFEST", "(default: demo)", "--datasets DIR"]),
+                      (["train"], ["--dataset NAME_OR_MANIFEST", "(default: demo)", "--datasets DIR"]),
+                      (["ablate"], ["--dataset NAME_OR_MANIFEST", "--datasets DIR"]),
+                      (["results"], ["(default: table)", "--metrics", "--nulls", "--wide"]),
+                      (["report"], ["--out", "--runs", "--study"])):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        for w in want:
+            assert w in text, (cmd, w)
+        assert "--data " not in text and "--data," not in text  # the old spelling is hidden
+
+
+def test_old_data_option_still_works_and_warns_once(capsys):
+    from vm_eval import cli
+
+    cli._WARNED.clear()
+    p = cli.build_parser()
+    assert p.parse_args(["run", "--model", "m", "--data", "D1"]).datasets == "D1"
+    assert p.parse_args(["run", "--model", "m", "--data", "D2"]).datasets == "D2"
+    assert p.parse_args(["train", "--data", "mine"]).dataset == "mine"
+    assert p.parse_args(["data", "check", "--data", "D3"]).datasets == "D3"
+    err = capsys.readouterr().err
+    assert err.count("--data is deprecated") == 1 and "use --datasets" in err
+
+
+def test_a_missing_dataset_lists_the_datasets_there(data_dir, tmp_path, capsys):
+    args = ["run", "--model", "ground-truth", "--dataset", "nothing-here", "--datasets", str(data_dir),
+            "--results", str(tmp_path / "r"), "--quiet"]
+    assert main(args) == 2
+    assert "no dataset named 'nothing-here'" in (err := capsys.readouterr().err) and "datasets there: demo" in err
+
+
+def test_known_third_party_warnings_are_silenced_in_compat_only(caplog):
+    import logging
+    import warnings
+
+    from vm_eval.compat import quiet_known_warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_known_warnings()
+        warnings.warn("`torch.nn.utils.weight_norm` is deprecated in favor of ...", FutureWarning)
+        warnings.warn("Importing from timm.models.layers is deprecated, please import via timm.layers",
+                      FutureWarning)
+        warnings.warn("something else is deprecated", FutureWarning)
+    assert [str(w.message) for w in seen] == ["something else is deprecated"]
+    with caplog.at_level(logging.WARNING, logger="xformers"):
+        logging.getLogger("xformers").warning("WARNING[XFORMERS]: xFormers can't load C++/CUDA extensions. ...")
+        logging.getLogger("xformers").warning("another xformers warning")
+    assert [r.getMessage() for r in caplog.records] == ["another xformers warning"]

@@ -13,9 +13,63 @@ environment: VM_EVAL_RESULTS (results dir), VM_EVAL_DATA (datasets dir), VM_EVAL
              VM_EVAL_WEIGHTS (pretrained checkpoints folder), HF_HUB_OFFLINE=1 (no hub calls)"""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option with a default says it in --help, unless its help text already does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS, [], "")
+                or "default" in text or text == argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class RawHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """HelpFormatter with the description and epilog as written (examples keep their lines)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Every (sub)command's parser: `--help` shows defaults, also where a raw description layout is asked."""
+
+    def __init__(self, *args, **kwargs):
+        fc = kwargs.get("formatter_class")
+        if fc in (None, argparse.HelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter
+        elif fc is argparse.RawDescriptionHelpFormatter:
+            kwargs["formatter_class"] = RawHelpFormatter
+        super().__init__(*args, **kwargs)
+
+
+_WARNED: set[str] = set()
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old option spelling, hidden from --help: still works, stores into the new option and warns once."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string not in _WARNED:
+            _WARNED.add(option_string)
+            print(f"warning: {option_string} is deprecated here, use {self.new} (same meaning)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+DATASETS_HELP = "datasets folder holding named datasets (default $VM_EVAL_DATA or ./data)"
+DATASET_HELP = "dataset name under the datasets folder, or a manifest path"
+
+
+def _add_datasets_folder(p: argparse.ArgumentParser) -> None:
+    """--datasets DIR (the folder); the old --data spelling of `run`, `demo` and `data check` is an alias."""
+    p.add_argument("--datasets", metavar="DIR", help=DATASETS_HELP)
+    p.add_argument("--data", dest="datasets", action=DeprecatedAlias, new="--datasets")
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
-    p.add_argument("--data", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
+    _add_datasets_folder(p)
     p.add_argument("--limit", type=int, help="only the first N clips of the split (by id); the run stays 'partial'")
     p.add_argument("--seed", type=int, default=0, help="run seed; each clip draws from its own (seed, clip id) stream")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -25,20 +79,19 @@ def _add_training_args(p: argparse.ArgumentParser, split: str, split_help: str) 
     """What `train` and `ablate` share: preset, data, steps, device, folders, progress."""
     p.add_argument("--preset", default="tiny", choices=("paper", "tiny"),
                    help="paper: MusicGen-medium + T5-base + ViT-B-32 (needs their weights); tiny: random CPU model")
-    p.add_argument("--data", default="demo", metavar="MANIFEST", help="manifest path or dataset name (default demo)")
+    p.add_argument("--dataset", default="demo", metavar="NAME_OR_MANIFEST", help=DATASET_HELP)
+    p.add_argument("--data", dest="dataset", action=DeprecatedAlias, new="--dataset")
     p.add_argument("--split", default=split, help=f"{split_help} (default {split})")
     p.add_argument("--steps", type=int, help="optimiser steps per stage (default: the preset's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
-    p.add_argument("--datasets", help="datasets folder for named datasets (default $VM_EVAL_DATA or ./data)")
+    p.add_argument("--datasets", metavar="DIR", help=DATASETS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="vm-eval", description="Evaluate and benchmark video-to-music generation.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = Parser(prog="vm-eval", description="Evaluate and benchmark video-to-music generation.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="store_true", help="print the version and exit")
     ap.add_argument("--debug", action="store_true", help="print the full traceback of user errors too (a bug's "
                     "traceback is always printed)")
@@ -50,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "same command resumes. Exit code 1 if any clip failed.")
     p.add_argument("--model", required=True, help="model name (see `vm-eval models`) or dir:PATH of existing outputs")
     p.add_argument("--split", default="test", help="dataset split (default test)")
-    p.add_argument("--dataset", default="demo", help="dataset name under the data folder, or a manifest path")
+    p.add_argument("--dataset", default="demo", metavar="NAME_OR_MANIFEST", help=DATASET_HELP)
     p.add_argument("--model-args", default="", help="k=v,... passed to the model; part of the run's identity")
     p.add_argument("--metrics", help="comma-separated metric names and @sets of published tables, e.g. @vidmuse "
                    "(see `vm-eval metrics --set NAME`; default: every metric that can run here)")
@@ -67,9 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference music for set metrics such as FAD (default: the split's own reference music)")
     _add_run_args(p)
 
-    p = sub.add_parser("results", help="list stored runs with their aggregates")
+    p = sub.add_parser("results", help="stored runs: systems x headline metrics with CIs and ranks, references apart",
+                       description="Per dataset/split, systems as rows and the headline metrics (one per family that "
+                       "ran: FAD, KL, semantic, beat-to-visual, listening-test preference) as columns, 95% CIs, CI "
+                       "rank ranges on the clips every ranked system scored; references (ground truth, chance, "
+                       "anchors) below a rule and untrained runs badged, neither ranked. Then ablations and studies.")
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="table for reading; json (strict, NaN as null) and csv: every run with every aggregate")
+    p.add_argument("--metrics", metavar="M1,M2", help="comma-separated metric names as columns instead of the "
+                   "headline metrics (default: one per family that ran)")
+    p.add_argument("--nulls", action="store_true", help="also show the null sub-scores (name:vs-shift, "
+                   "name:vs-other) of the shown metrics")
+    p.add_argument("--sort", metavar="METRIC", help="sort and rank by this metric (default: the first column with "
+                   "a direction)")
+    p.add_argument("--wide", action="store_true", help="the full layout: runs as columns, every metric and "
+                   "sub-score as rows")
+    p.add_argument("--width", type=int, default=100, help="table width in characters")
 
     p = sub.add_parser("leaderboard", help="browse stored runs, ablations and listening studies (Streamlit app)",
                        description="Start the Streamlit leaderboard on the results folder: the runs table with CIs "
@@ -80,9 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 to share)")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
 
-    p = sub.add_parser("compare", help="paired difference of two runs on the clips both have")
-    p.add_argument("run_a", help="run id (or unique prefix) or run folder")
-    p.add_argument("run_b")
+    p = sub.add_parser("report", help="one self-contained HTML report: summary, forest plots, breakdowns, "
+                       "listening test, provenance",
+                       description="Write one HTML file with nothing external (inline CSS, inline SVG plots, no "
+                       "script): per dataset/split the summary table (systems x headline metrics, CI ranks, "
+                       "references apart), a forest plot per metric with references as labelled lines, breakdowns "
+                       "per video category and real vs AI-generated, the listening-test results, and provenance "
+                       "(code version, packages, checkpoints and metric backbones with their hashes).")
+    p.add_argument("--out", required=True, metavar="FILE.html", help="report file to write")
+    p.add_argument("--runs", nargs="+", metavar="RUN", help="runs to include: run id, unique id prefix, run folder "
+                   "or model name (its newest complete run), as `compare` (default: every stored run)")
+    p.add_argument("--metrics", metavar="M1,M2", help="comma-separated metric columns (default: the headline "
+                   "metrics, one per family that ran)")
+    p.add_argument("--study", metavar="STUDY_DIR", help="listening study to show, analysed with `vm-eval study "
+                   "analyze` (default: the newest registered study of these runs)")
+    p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
+
+    p = sub.add_parser("compare", help="paired difference of two runs on the clips both have",
+                       description="mean(A - B) per metric over the clips both runs scored with the same metric "
+                       "identity, with a 95% paired bootstrap CI; * marks a CI that excludes 0.")
+    p.add_argument("run_a", help="run id, unique id prefix, run folder, or a model name (its newest complete run; "
+                   "as `study create --runs`)")
+    p.add_argument("run_b", help="the same kinds of selector as run_a")
+    p.add_argument("--split", help="split for model names (default: the other run's split, else test)")
     p.add_argument("--results", help="results folder (default $VM_EVAL_RESULTS or ./results)")
 
     sub.add_parser("models", help="registered models: what each needs, whether it can run here")
@@ -163,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "its id in these proportions (default 0.8,0.1,0.1); clips of one video share its split")
     d = dsub.add_parser("check", help="validate a manifest and report every problem at once")
     d.add_argument("manifest", nargs="?", default="demo", help="manifest path or dataset name (default demo)")
-    d.add_argument("--data", help="datasets folder (default $VM_EVAL_DATA or ./data)")
+    _add_datasets_folder(d)
     d.add_argument("--no-decode", action="store_true", help="skip decoding (only existence, headers and schema); "
                    "otherwise each video is decoded to its end once to find truncated files, the result cached by "
                    "content hash in $VM_EVAL_CACHE or <results>/.cache")
@@ -218,10 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = ssub.add_parser(
         "serve", help="serve a created study to raters (consent, volume check, trials, completion code)",
         description="Serve the listening test of a complete study (STUDY_DIR must pass the manifest check of "
-        "`study create`). Raters open the printed URL (append ?rater=ID or ?PROLIFIC_PID=ID to use your own ids); "
+        "`study create`). Raters open the printed URL (append ?rater=ID, or the Prolific PROLIFIC_PID, STUDY_ID and "
+        "SESSION_ID parameters, to use your own ids); "
         "votes go to SQLite at STUDY_DIR/votes.sqlite (WAL mode) unless --db names another database. Admin "
         "endpoints (/admin/progress, /admin/export?format=csv|json) need the admin token printed at start-up, as "
-        "'Authorization: Bearer TOKEN' or ?token=TOKEN.",
+        "'Authorization: Bearer TOKEN' or 'X-Admin-Token: TOKEN' (a header only, never in the URL).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  vm-eval study serve studies/pilot\n  vm-eval study serve S --host 0.0.0.0 --port 8080 "
         "--db postgresql+psycopg://user@db/votes\nenvironment: VM_EVAL_STUDY_ADMIN_TOKEN (admin token, instead of a "
@@ -231,12 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8700, help="port (default 8700)")
     s.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default sqlite:///STUDY_DIR/votes.sqlite)")
     s.add_argument("--admin-token", help="admin token (default $VM_EVAL_STUDY_ADMIN_TOKEN, else a fresh random one)")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="uvicorn worker processes (default 1; more than 1 needs a PostgreSQL --db, where slot "
+                   "assignment is locked in the database; SQLite serves with one)")
     s = ssub.add_parser(
         "analyze", help="statistics of a study's votes: win rates, Bradley-Terry ranks, agreement, rater screening",
         description="Analyse the votes of the study's current version (its manifest hash): per question, win rates "
         "per system pair (Clopper-Pearson CI, exact binomial test, Holm), Bradley-Terry log-strengths with a "
-        "rater-cluster bootstrap CI and CI-based ranks, position bias, Krippendorff's alpha and split-half "
-        "reliability, after excluding raters who fail the catch trials. Writes CSV, parquet, plots and "
+        "raters x clips bootstrap CI (undefined below 5 raters or clips) and rank ranges, position bias, "
+        "Krippendorff's alpha and split-half reliability, after leaving out the practice trial and excluding raters "
+        "who fail the catch trials (or the headphone screening, when the study config says so). Warns below the "
+        "study config's thresholds (default 10 raters, 20 votes per pair). Writes CSV, parquet, plots and "
         "summary.json into STUDY_DIR/analysis/.", formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("study_dir", metavar="STUDY_DIR", help="study folder written by `vm-eval study create`")
     s.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default sqlite:///STUDY_DIR/votes.sqlite)")
@@ -249,9 +342,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-catch-trials", type=int, default=2,
                    help="exclude raters who saw fewer scored catch trials (default 2)")
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and split-half draws")
+    s.add_argument("--cluster", choices=("two-way", "rater", "vote"), default="two-way",
+                   help="bootstrap units of the Bradley-Terry CIs: raters and clips (default), raters, or votes")
+    s.add_argument("--question", help="question whose arena table is printed (default: overall, else the first)")
     s.add_argument("--no-plots", action="store_true", help="tables and summary only")
     s.add_argument("--results", help="results folder to register the summary in, for `vm-eval results` and the "
                                      "leaderboard (default: the folder holding the study's runs)")
+    s = ssub.add_parser(
+        "agree", help="which objective metric agrees with the raters: vote accuracy and rank correlation",
+        description="For each question and every objective metric stored for the study's runs on its clips: how "
+        "often the sign of the metric's per-clip difference between the two soundtracks predicts the rater's "
+        "choice (direction respected; accuracy with a raters x clips bootstrap CI, chance 0.5, metric ties counted "
+        "apart), and Kendall's tau between the metric's system ranking and the Bradley-Terry ranking, with its CI. "
+        "Uses the votes `study analyze` uses. Writes agreement.csv/.json and agreement-<question>.png/.svg into "
+        "STUDY_DIR/analysis/ and adds the table to the study's leaderboard entry (after `study analyze`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  vm-eval study analyze studies/pilot && vm-eval study agree studies/pilot")
+    s.add_argument("study_dir", metavar="STUDY_DIR", help="study folder written by `vm-eval study create`")
+    s.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default sqlite:///STUDY_DIR/votes.sqlite)")
+    s.add_argument("--out", help="output folder (default STUDY_DIR/analysis)")
+    s.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per pass (default 1000)")
+    s.add_argument("--cluster", choices=("two-way", "rater", "vote"), default="two-way",
+                   help="bootstrap units: raters and clips (default), raters, or votes")
+    s.add_argument("--min-catch-accuracy", type=float, default=0.75,
+                   help="exclude raters below this catch-trial accuracy (default 0.75)")
+    s.add_argument("--min-catch-trials", type=int, default=2,
+                   help="exclude raters who saw fewer scored catch trials (default 2)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap draws")
+    s.add_argument("--no-plots", action="store_true", help="tables only")
+    s.add_argument("--results", help="results folder holding the study's leaderboard entry (default: the folder "
+                                     "holding the study's runs)")
 
     p = sub.add_parser("model-info", help="VidMusician parameter breakdown per component (no weights needed)",
                        description="Build VidMusician on the meta device (no weights, no memory) and print total and "
@@ -266,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "command resumes from the last saved step. Writes checkpoint.safetensors (trainable weights, "
                        "config, identities of the frozen weights) when every stage is done.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  vm-eval train --preset tiny --data demo --steps 40      CPU, random weights, "
-                       "seconds\n  vm-eval train --preset paper --data data/dvmset/manifest.jsonl --stage both")
+                       epilog="examples:\n  vm-eval train --preset tiny --dataset demo --steps 40   CPU, random weights, "
+                       "seconds\n  vm-eval train --preset paper --dataset data/dvmset/manifest.jsonl --stage both")
     _add_training_args(p, "train", "split to train on")
     p.add_argument("--stage", choices=("1", "2", "both", "joint"),
                    help="1 semantic, 2 rhythm (needs --init-from), both = 1 then 2 (default), joint = one stage")
@@ -282,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "Holm-corrected significance across variants x metrics. Trained variants and finished runs are "
                        "reused: re-running the same command resumes.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  vm-eval ablate --preset tiny --data demo        the whole default grid on CPU "
-                       "(mechanics only)\n  vm-eval ablate --variants no-rhythm,rhythm-cls --preset paper --data M.jsonl")
+                       epilog="examples:\n  vm-eval ablate --preset tiny --dataset demo     the whole default grid on CPU "
+                       "(mechanics only)\n  vm-eval ablate --variants no-rhythm,rhythm-cls --preset paper --dataset M.jsonl")
     p.add_argument("--grid", help="grid file (YAML; default: the paper's Table 3, vm_eval/ablate/paper_table3.yaml)")
     _add_training_args(p, "test", "split to generate and score")
     p.add_argument("--train-split", default="train", help="split to train on (default train)")

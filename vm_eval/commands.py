@@ -9,7 +9,7 @@ from vm_eval.errors import MissingPackage, UserFileNotFound
 from vm_eval.registry import parse_kv
 
 
-def _print_outcome(outcome) -> None:
+def _print_outcome(outcome, not_run_note: bool = True) -> None:
     from vm_eval.scoring.summary import OUTPUT_FLAGS
 
     c = outcome.counts
@@ -18,7 +18,7 @@ def _print_outcome(outcome) -> None:
     flagged = [f"{c[flag]} {flag.replace('_', ' ')}" for flag in OUTPUT_FLAGS if c.get(flag)]
     if flagged:
         print(f"  flagged outputs: {', '.join(flagged)}", file=sys.stderr)
-    if outcome.skipped_metrics:
+    if outcome.skipped_metrics and not_run_note:  # the demo lists them once, under its table
         print(f"  {len(outcome.skipped_metrics)} metric(s) not run here (listed under the table)", file=sys.stderr)
     if outcome.failed:
         _print_failures(outcome.run)
@@ -43,7 +43,7 @@ def cmd_run(args) -> int:
     cfg = RunConfig(
         model=args.model, split=args.split, dataset=args.dataset, model_args=parse_kv(args.model_args),
         metrics=expand_metric_names(args.metrics),
-        results=paths.results_dir(args.results), data=paths.data_dir(args.data), seed=args.seed, limit=args.limit,
+        results=paths.results_dir(args.results), data=paths.data_dir(args.datasets), seed=args.seed, limit=args.limit,
         batch_size=args.batch_size, rescore=args.rescore, reference_set=args.reference_set, progress=not args.quiet,
         executor=args.executor, ray_address=args.ray_address,
         workers=args.workers or (default_workers() if args.executor == "local" else None),
@@ -57,24 +57,25 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     from vm_eval.data.demo import make_demo
     from vm_eval.registries import weightless_models
-    from vm_eval.results import format_table, run_summary
     from vm_eval.runner import RunConfig, execute
 
-    data = paths.data_dir(args.data)
+    data = paths.data_dir(args.datasets)
     manifest = make_demo(data / "demo")
     print(f"demo dataset: {manifest}", file=sys.stderr)
-    rows, failed = [], 0
+    runs, failed = [], 0
     for entry in weightless_models():
         print(f"== {entry.name}: {entry.summary}", file=sys.stderr)
         outcome = execute(RunConfig(model=entry.name, split="test", dataset="demo", results=paths.results_dir(args.results),
                                     data=data, seed=args.seed, limit=args.limit, progress=not args.quiet))
-        _print_outcome(outcome)
+        _print_outcome(outcome, not_run_note=False)
         failed += outcome.failed
-        rows.append(run_summary(outcome.run))
+        runs.append(outcome.run)
     outcome = _demo_vidmusician(args, data)
     failed += outcome.failed
-    rows.append(run_summary(outcome.run))
-    print(format_table(rows))
+    runs.append(outcome.run)
+    results = paths.results_dir(args.results)
+    print_summary(results, runs=runs)
+    print("more: vm-eval results --wide (every metric) | vm-eval leaderboard | vm-eval report --out report.html")
     return 1 if failed else 0
 
 
@@ -96,28 +97,61 @@ def _demo_vidmusician(args, data: Path):
     _print_training(result, out)
     outcome = execute(RunConfig(model="vidmusician-tiny-random", split="test", dataset="demo", results=results,
                                 data=data, seed=args.seed, limit=args.limit, progress=not args.quiet))
-    _print_outcome(outcome)
+    _print_outcome(outcome, not_run_note=False)
     return outcome
+
+
+def _split_names(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _with_latest_study(records, results: Path):
+    """Records with the newest registered listening study's preference (question "overall") added."""
+    from studies.results import list_studies
+    from vm_eval.summary import add_study
+
+    studies = [s for s in list_studies(results) if "error" not in s]
+    if not studies:
+        return records
+    return add_study(records, max(studies, key=lambda s: str(s.get("registered", ""))))
+
+
+def print_summary(results: Path, metrics=None, nulls: bool = False, sort=None, width: int = 100,
+                  runs=None) -> int:
+    """The summary table(s) of the stored runs (or `runs`); damaged runs are reported on stderr. Returns their
+    count."""
+    from vm_eval.results import summary_tables
+    from vm_eval.summary import load_records
+
+    records, damaged = load_records(results, runs=runs)
+    print(summary_tables(_with_latest_study(records, results), metrics, nulls, sort, width))
+    for e in damaged:
+        print(e.report(), file=sys.stderr)
+    return len(damaged)
 
 
 def cmd_results(args) -> int:
     from vm_eval.results import format_csv, format_json, format_table, list_runs
 
-    rows, damaged = list_runs(paths.results_dir(args.results))
-    print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows).rstrip("\n"))
-    for e in damaged:
-        print(e.report(), file=sys.stderr)
+    results = paths.results_dir(args.results)
+    rows, damaged = list_runs(results)
+    if args.format != "table" or args.wide:
+        print({"table": format_table, "json": format_json, "csv": format_csv}[args.format](rows).rstrip("\n"))
+        for e in damaged:
+            print(e.report(), file=sys.stderr)
+    else:
+        print_summary(results, _split_names(args.metrics), args.nulls, args.sort, args.width)
     if args.format == "table":
         from studies.results import format_studies, list_studies
         from vm_eval.ablate.report import format_report
         from vm_eval.ablate.groups import list_groups
 
-        for group in list_groups(paths.results_dir(args.results)):
+        for group in list_groups(results):
             if group.get("report"):
                 order = list(group["variants"])
                 print(f"\nablation {group['grid']['name']} ({group['preset']}, {group['status']}): {group['folder']}")
                 print(format_report(group["report"], order))
-        studies = format_studies(list_studies(paths.results_dir(args.results)), {r["run_id"]: r for r in rows})
+        studies = format_studies(list_studies(results), {r["run_id"]: r for r in rows})
         if studies:
             print(studies)
     return 1 if damaged else 0
@@ -128,7 +162,7 @@ def leaderboard_command(host: str, port: int) -> list[str]:
     app = Path(__file__).resolve().parents[1] / "leaderboard" / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.address",
             host, "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType",
-            "none"]
+            "none", "--client.toolbarMode", "viewer"]  # viewer: no Deploy button, no developer menu
 
 
 def cmd_leaderboard(args) -> int:
@@ -148,22 +182,43 @@ def cmd_leaderboard(args) -> int:
     return run_child(leaderboard_command(args.host, args.port), env=env)
 
 
+def cmd_report(args) -> int:
+    from vm_eval.report import write_report
+    from vm_eval.results import resolve_runs
+    from vm_eval.store.run import RunStore
+
+    results = paths.results_dir(args.results)
+    if not results.is_dir():
+        raise UserFileNotFound(f"no results folder at {results}: run `make demo` or pass --results DIR")
+    runs = resolve_runs(args.runs, RunStore(results)) if args.runs else None
+    out = write_report(results, args.out, runs, _split_names(args.metrics), args.study)
+    print(f"report: {out} ({out.stat().st_size / 1024:.0f} KiB, self-contained: open it in any browser)")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from vm_eval.results import compare_runs
     from vm_eval.store.run import RunStore
 
+    from vm_eval.results import resolve_runs
+
     store = RunStore(paths.results_dir(args.results))
-    a, b = store.find(args.run_a), store.find(args.run_b)
+    a, b = resolve_runs([args.run_a, args.run_b], store, args.split)
     diffs = compare_runs(a, b)
     if not diffs:
         print("the two runs share no scored clips with the same metric identity")
         return 0
     print(f"A = {a.meta().get('model')} ({a.dir.name}), B = {b.meta().get('model')} ({b.dir.name}); mean(A - B) "
           "over clips both scored, 95% paired bootstrap CI")
+    direction = {m: agg.get("higher_is_better") for m, agg in a.meta().get("aggregates", {}).items()}
     for m, d in diffs.items():
-        sig = "*" if d["lo"] > 0 or d["hi"] < 0 else " "
-        print(f"  {m:<24} {d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] {sig} n={d['n']}"
+        # descriptive metrics (loudness) have no better side: a difference there is never starred
+        sig = "*" if direction.get(m) is not None and (d["lo"] > 0 or d["hi"] < 0) else " "
+        arrow = {True: "↑", False: "↓"}.get(direction.get(m), " ")
+        print(f"  {m:<24} {arrow} {d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}] {sig} n={d['n']}"
               f"  (only in A: {d['clips_a_only']}, only in B: {d['clips_b_only']})")
+    print("* = the 95% CI of the difference excludes 0 (not corrected for multiple metrics); ↑/↓ higher/lower "
+          "is better; metrics without an arrow are descriptive and never starred")
     return 0
 
 
@@ -186,7 +241,7 @@ def _availability_lines(registry) -> None:
 def cmd_train(args) -> int:
     from vm_eval.train.command import TrainRequest, run_training
 
-    req = TrainRequest(preset=args.preset, data=args.data, split=args.split, stage=args.stage,
+    req = TrainRequest(preset=args.preset, data=args.dataset, split=args.split, stage=args.stage,
                        out=Path(args.out) if args.out else None, steps=args.steps, overrides=parse_kv(args.override),
                        init_from=Path(args.init_from) if args.init_from else None, results=args.results,
                        data_dir=args.datasets, device=args.device, progress=not args.quiet)
@@ -209,7 +264,7 @@ def cmd_ablate(args) -> int:
 
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None  # noqa: E731
     out = run_ablation(AblateRequest(
-        grid=Path(args.grid) if args.grid else None, preset=args.preset, data=args.data, split=args.split,
+        grid=Path(args.grid) if args.grid else None, preset=args.preset, data=args.dataset, split=args.split,
         train_split=args.train_split, variants=split(args.variants), steps=args.steps,
         metrics=expand_metric_names(args.metrics),
         seed=args.seed, limit=args.limit, results=args.results, data_dir=args.datasets, device=args.device,
@@ -359,7 +414,7 @@ def _data_check(args) -> int:
     if not Path(target).exists():
         from vm_eval.data import resolve_dataset
 
-        target = resolve_dataset(target, paths.data_dir(args.data)).path
+        target = resolve_dataset(target, paths.data_dir(args.datasets)).path
     manifest, problems = check_manifest(target, decode=not args.no_decode,
                                         cache=paths.cache_dir(paths.results_dir()))
     if problems:
@@ -370,20 +425,36 @@ def _data_check(args) -> int:
 
 
 def cmd_study(args) -> int:
-    return {"create": _study_create, "serve": _study_serve, "analyze": _study_analyze}[args.study_command](args)
+    return {"create": _study_create, "serve": _study_serve, "analyze": _study_analyze,
+            "agree": _study_agree}[args.study_command](args)
 
 
 def _study_analyze(args) -> int:
     from studies.analyze import AnalyzeRequest, analyze_study, format_report
 
-    settings = {"ties": args.ties, "resamples": args.resamples, "seed": args.seed,
+    settings = {"ties": args.ties, "resamples": args.resamples, "seed": args.seed, "cluster": args.cluster,
                 "exclusion": {"min_accuracy": args.min_catch_accuracy, "min_catch_trials": args.min_catch_trials}}
     res = analyze_study(AnalyzeRequest(Path(args.study_dir), db=args.db, out=Path(args.out) if args.out else None,
                                        settings=settings, plots=not args.no_plots,
                                        results=Path(args.results) if args.results else None))
-    print(format_report(res.report))
+    print(format_report(res.report, args.question))
     print(f"tables, plots and summary: {res.out}")
     print(f"summary registered for `vm-eval results` and the leaderboard: {res.registered}")
+    return 0
+
+
+def _study_agree(args) -> int:
+    from studies.agree import AgreeRequest, agree_study, format_agreement
+
+    settings = {"resamples": args.resamples, "seed": args.seed, "cluster": args.cluster,
+                "exclusion": {"min_accuracy": args.min_catch_accuracy, "min_catch_trials": args.min_catch_trials}}
+    res = agree_study(AgreeRequest(Path(args.study_dir), db=args.db, out=Path(args.out) if args.out else None,
+                                   settings=settings, plots=not args.no_plots,
+                                   results=Path(args.results) if args.results else None))
+    print(format_agreement(res))
+    print(f"tables and plots: {res.out}")
+    print(f"added to the leaderboard entry: {res.registered}" if res.registered else
+          "not in the leaderboard yet: run `vm-eval study analyze` first, then `vm-eval study agree` again")
     return 0
 
 
@@ -405,22 +476,34 @@ def _study_serve(args) -> int:
     import uvicorn
 
     from studies.server import create_app, default_db_url
+    from studies.server.workers import FACTORY, check_workers, worker_env
 
     token = args.admin_token or os.environ.get("VM_EVAL_STUDY_ADMIN_TOKEN") or None
     db = args.db or default_db_url(args.study_dir)
-    app = create_app(args.study_dir, db_url=db, admin_token=token)
+    check_workers(db, args.workers)
+    app = create_app(args.study_dir, db_url=db, admin_token=token)  # checks the study, creates the tables once
     study = app.state.ctx.study
     host = f"[{args.host}]" if ":" in args.host else args.host
     base = f"http://{host}:{args.port}"
     print(f"serving study {study.dir} ({study.n_slots} rater slots x {study.design.trials_per_rater} trials, "
           f"manifest {study.manifest_sha256[:12]})")
     print(f"votes database: {app.state.ctx.repo.engine.url.render_as_string(hide_password=True)}")
-    print(f"rater URL: {base}/   (own ids: {base}/?rater=ID or {base}/?PROLIFIC_PID=ID)")
+    print(f"rater URL: {base}/   (own ids: {base}/?rater=ID; Prolific: "
+          f"{base}/?PROLIFIC_PID=..&STUDY_ID=..&SESSION_ID=.., see README)")
     print(f"admin token: {app.state.admin_token}"
           + ("" if token else "  (fresh for this start; set VM_EVAL_STUDY_ADMIN_TOKEN or --admin-token to keep one)"))
-    print(f"admin: {base}/admin/progress, {base}/admin/export?format=csv  (header 'Authorization: Bearer TOKEN')",
+    print(f"admin: {base}/admin/progress, {base}/admin/export?format=csv  (token in a header only: 'Authorization: Bearer TOKEN' or 'X-Admin-Token: TOKEN')",
           flush=True)
-    # In this process, one worker: no child to leave behind. On SIGTERM uvicorn waits for open requests, by default
-    # forever (a rater's stalled upload held it); after 3 s they are cancelled and the server stops.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
+    # On SIGTERM uvicorn waits for open requests, by default forever (a rater's stalled upload held it); after 3 s
+    # they are cancelled and the server stops.
+    if args.workers == 1:  # in this process: no child to leave behind
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
+        return 0
+    # Several workers: uvicorn's supervisor starts each from the factory's import string, with the same database
+    # and admin token; on SIGTERM it stops them all before it exits.
+    app.state.ctx.repo.engine.dispose()
+    os.environ.update(worker_env(str(study.dir), db, app.state.admin_token))
+    print(f"workers: {args.workers} processes on {app.state.ctx.repo.engine.url.get_backend_name()}", flush=True)
+    uvicorn.run(FACTORY, factory=True, workers=args.workers, host=args.host, port=args.port, log_level="info",
+                timeout_graceful_shutdown=3)
     return 0

@@ -19,6 +19,12 @@ imported, so a command that never touches the package pays nothing (``vm-eval --
 - pytorchvideo 0.1.5 (its last release; ImageBind's data module imports it) imports
   ``torchvision.transforms.functional_tensor``, which torchvision 0.17 renamed ``_functional_tensor``. We register
   the old name for the new module before pytorchvideo imports; with a torchvision that still has it, nothing.
+- Known third-party warnings that tell a user of this suite nothing they can act on are silenced here, and only
+  here (`quiet_known_warnings`, run by `install()`, stdlib only): xFormers' "can't load C++/CUDA extensions"
+  (a CPU machine; audiocraft falls back to torch attention), timm's "Importing from timm.models.layers is
+  deprecated" (raised by open_clip / laion_clap imports) and torch's "`torch.nn.utils.weight_norm` is deprecated"
+  (EnCodec and PANN build their layers with it), transformers' own "`is_gradient_checkpointing` is deprecated"
+  (raised inside its modeling code while training). Set VM_EVAL_SHOW_WARNINGS=1 to see them again.
 """
 from __future__ import annotations
 
@@ -140,7 +146,45 @@ class _ShimFinder(importlib.abc.MetaPathFinder):
         return None  # the normal finders do the actual import
 
 
+# (category name, message regex) of warnings.warn calls silenced; logger name -> message prefix of log records
+KNOWN_WARNINGS = (
+    ("FutureWarning", r"`torch\.nn\.utils\.weight_norm` is deprecated"),
+    ("FutureWarning", r"Importing from timm\.models\.\w+ is deprecated"),
+    ("UserWarning", r"xFormers can't load C\+\+/CUDA extensions"),
+    ("FutureWarning", r"`is_gradient_checkpointing` is deprecated"),  # transformers 5, called by its own code
+)
+KNOWN_LOG_RECORDS = {"xformers": "WARNING[XFORMERS]: xFormers can't load C++/CUDA extensions"}
+
+
+class _DropPrefix:
+    """logging filter: drops records whose message starts with `prefix`."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
+def quiet_known_warnings() -> None:
+    """Silence KNOWN_WARNINGS and KNOWN_LOG_RECORDS (module docstring), unless VM_EVAL_SHOW_WARNINGS is set."""
+    import builtins
+    import logging
+    import os
+    import warnings
+
+    if os.environ.get("VM_EVAL_SHOW_WARNINGS"):
+        return
+    for category, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=getattr(builtins, category))
+    for name, prefix in KNOWN_LOG_RECORDS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPrefix) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropPrefix(prefix))
+
+
 def install() -> None:
+    quiet_known_warnings()
     if not any(isinstance(f, _ShimFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _ShimFinder())
     for name, shim in _SHIMS.items():  # a package imported before us still gets its shim

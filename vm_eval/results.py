@@ -5,10 +5,11 @@ import csv
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 
-from vm_eval.store.run import Run, RunStore
+from vm_eval.store.run import Run, RunNotFound, RunStore
 from vm_eval.store.schema import RunMetaDamaged
 from vm_eval.store.status import Status
 
@@ -26,6 +27,7 @@ def run_summary(run: Run) -> dict:
         "dataset": meta.get("dataset"), "split": meta.get("split"), "model": meta.get("model"),
         "model_args": meta.get("identity", {}).get("model_args", {}), "seed": meta.get("seed"),
         "label": meta.get("model_info", {}).get("name") or meta.get("model"),
+        "family": meta.get("model_info", {}).get("family", "unknown"),
         "trained": meta.get("model_info", {}).get("trained", True), "counts": counts,
         "aggregates": meta.get("aggregates", {}), "skipped_metrics": meta.get("skipped_metrics", {}),
         "provenance": {k: meta.get(k) for k in ("code", "packages", "environment", "checkpoints", "metrics",
@@ -111,7 +113,8 @@ def format_csv(rows: list[dict]) -> str:
 
 
 def format_json(rows: list[dict]) -> str:
-    return json.dumps(rows, indent=2, sort_keys=True, default=str)
+    """Strict JSON (NaN -> null): `json.loads` and every other parser read it."""
+    return json.dumps(_clean_json(rows), indent=2, sort_keys=True, default=str, allow_nan=False)
 
 
 def clip_scores(run: Run) -> dict[tuple[str, str], tuple[float, str]]:
@@ -143,3 +146,115 @@ def compare_runs(a: Run, b: Run, seed: int = 0) -> dict[str, dict]:
                        "clips_a_only": sum(1 for (m, c) in sa if m == metric) - len(common),
                        "clips_b_only": sum(1 for (m, c) in sb if m == metric) - len(common)}
     return out
+
+
+def _clean_json(x):
+    """NaN and infinities -> None, recursively: strict JSON has no NaN."""
+    if isinstance(x, float):
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, dict):
+        return {k: _clean_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean_json(v) for v in x]
+    return x
+
+
+# -- run selectors: one resolver for `compare`, `study create` and `report` --------------------------------------
+def describe_run(run: Run) -> str:
+    m = run.meta()
+    return (f"{run.dir.name} (model {m.get('model')}, {m.get('dataset')}/{m.get('split')}, seed {m.get('seed')}, "
+            f"{m.get('status')}, {m.get('counts', {}).get('done', '?')} clips done) at {run.dir}")
+
+
+def _by_id_or_path(ref: str, store: RunStore, all_runs: list[Run], error: type[Exception]) -> Run | None:
+    p = Path(ref)
+    if (p / "run.json").is_file():
+        return Run(p)
+    if p.is_dir() and (p.is_absolute() or "/" in ref):
+        raise error(f"{ref} is a folder but not a run folder (no run.json in it)")
+    hits = [r for r in all_runs if r.dir.name.startswith(ref)]
+    if len(hits) > 1:
+        raise error(f"run id prefix {ref!r} is ambiguous under {store.root}; it matches:\n"
+                    + "\n".join(f"  {describe_run(r)}" for r in hits))
+    return hits[0] if hits else None
+
+
+def resolve_runs(refs: list[str], store: RunStore, split: str | None = None,
+                 error: type[Exception] = RunNotFound) -> list[Run]:
+    """Runs for `refs`, in order. Each is a run id, a unique id prefix, a run folder, or a model name: the newest
+    complete run of that model on the split (default: the split of the runs given by id, else test) and, when the
+    runs given by id share one dataset, on that dataset; with no complete run, its only run. Raises `error` (a
+    UserError) naming the problem and, for an ambiguity, the candidates. Cross-run checks are the caller's."""
+    all_runs = store.runs()
+    found: dict[int, Run] = {}
+    for i, ref in enumerate(refs):
+        run = _by_id_or_path(ref, store, all_runs, error)
+        if run is not None:
+            found[i] = run
+    metas = [r.meta() for r in found.values()]
+    datasets = {m.get("dataset") for m in metas}
+    split = split or next((m.get("split") for m in metas), None) or "test"
+    for i, ref in enumerate(refs):
+        if i in found:
+            continue
+        same_model = [r for r in all_runs if r.meta().get("model") == ref or r.dir.parent.name == ref]
+        if not same_model:
+            known = sorted({r.meta().get("model") or "?" for r in all_runs})
+            raise error(f"unknown run {ref!r}: no run id, id prefix, run folder or model name matches under "
+                        f"{store.root} (stored models: {', '.join(known) or 'none'})")
+        cands = [r for r in same_model if r.meta().get("split") == split
+                 and (len(datasets) != 1 or r.meta().get("dataset") in datasets)]
+        complete = [r for r in cands if r.live_status(r.meta()) == "complete"]
+        if complete:  # the newest complete run: run.json's creation time, then the id
+            found[i] = max(complete, key=lambda r: (str(r.meta().get("created") or ""), r.dir.name))
+            continue
+        if len(cands) != 1:
+            why = "no stored run" if not cands else f"{len(cands)} stored runs, none complete"
+            listed = cands or same_model
+            raise error(f"model {ref!r} has {why} on split {split!r}"
+                        + (f" of dataset {next(iter(datasets))!r}" if len(datasets) == 1 else "")
+                        + "; give a run id instead. Candidates:\n" + "\n".join(f"  {describe_run(r)}" for r in listed))
+        found[i] = cands[0]
+    return [found[i] for i in range(len(refs))]
+
+
+# -- the summary table (issue 17): systems x headline metrics, references apart -----------------------------------
+def summary_tables(records, metrics: list[str] | None = None, nulls: bool = False, sort: str | None = None,
+                   width: int = 100) -> str:
+    """One summary table per dataset/split (runs on different clips are never ranked together), each line at most
+    `width` characters. `metrics`: column names (default: the headline metrics); `nulls`: add the null sub-scores
+    of the shown metrics. Raises UserError for a metric no run has."""
+    from vm_eval.errors import UserError
+    from vm_eval.summary import all_metrics, headline_metrics, summarize
+    from vm_eval.summary.text import format_summary
+
+    if not records:
+        return "no runs stored"
+    known = all_metrics(records, nulls=True)
+    for m in metrics or []:
+        if m not in known:
+            raise UserError(f"no stored run has metric {m!r} (stored: {', '.join(known)})")
+    groups: dict[tuple[str, str], list] = {}
+    for r in records:
+        groups.setdefault((r.dataset, r.split), []).append(r)
+    out = []
+    for (dataset, split), recs in sorted(groups.items()):
+        names = list(metrics) if metrics else headline_metrics(recs)
+        if nulls:
+            have = all_metrics(recs, nulls=True)
+            names = [x for m in names for x in [m] + [s for s in have if s.startswith(m + ":vs-")]]
+        if sort and sort not in names:
+            raise UserError(f"cannot sort by {sort!r}: not a column here ({', '.join(names)}); add it with --metrics")
+        s = summarize(recs, names, sort_by=sort)
+        title = f"{dataset}/{split}: {len(recs)} run(s)" + (f", sorted by {s.column(s.sort_by).label}"
+                                                               if s.sort_by else "")
+        text = format_summary(s, width, title=title)
+        hidden = [m for m in all_metrics(recs) if m not in names]
+        if hidden:
+            import textwrap
+
+            more = (f"{len(hidden)} more metric(s) stored, not shown (pick with --metrics, all with --wide): "
+                    + ", ".join(hidden))
+            text += "\n" + "\n".join(textwrap.wrap(more, width, subsequent_indent="  ", break_on_hyphens=False))
+        out.append(text)
+    return "\n\n".join(out)

@@ -66,9 +66,9 @@ class RunOutcome:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
+    from vm_eval.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="clip", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, unit="clip", enabled=enabled)
 
 
 def _finished(rec: dict | None, run: Run) -> bool:

@@ -67,5 +67,5 @@ def render(res: Results, f: Filters, matrix=None) -> None:
         part = table[table["metric"] == metric]
         hib = part["higher_is_better"].iloc[0]
         better = "positive = better" if hib else ("negative = better" if hib is not None else "")
-        show_figure(errorbar_plot(part.rename(columns={"difference": "mean"}), y="variant", zero_line=True,
-                                  xlabel=f"{metric}: variant - reference, 95% CI ({better})"))
+        show_figure(errorbar_plot(part.rename(columns={"difference": "mean", "clips": "n"}), y="variant",
+                                  zero_line=True, xlabel=f"{metric}: variant - reference, 95% CI ({better})"))

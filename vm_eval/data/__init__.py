@@ -20,8 +20,11 @@ def resolve_dataset(name: str, data_root: Path) -> Manifest:
 
         make_demo(folder)
     if not folder.is_dir():
-        raise ManifestError(folder, [f"no dataset named {name!r} under {data_root} (give a manifest path, or "
-                                     "build one with `vm-eval data build`)"])
+        there = sorted(d.name for d in data_root.iterdir() if d.is_dir() and any(
+            (d / f"manifest.{x}").is_file() for x in ("jsonl", "parquet"))) if data_root.is_dir() else []
+        raise ManifestError(folder, [f"no dataset named {name!r} under {data_root} (datasets there: "
+                                     f"{', '.join(there) or 'none'}; give a manifest path, or build one with "
+                                     "`vm-eval data build`)"])
     m = load_manifest(folder)
     m.name = name
     return m

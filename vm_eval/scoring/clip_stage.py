@@ -13,7 +13,7 @@ import math
 import time
 import traceback
 
-from tqdm import tqdm
+from vm_eval.progress import progress_bar
 
 from metrics.base import ClipContext, DoesNotApply, MetricError
 from vm_eval.data.manifest import Clip
@@ -132,7 +132,7 @@ def score_clips(run: Run, selected: list[Clip], gen: dict[str, dict], metrics: l
         if todo:
             units.append(Unit(clip.id, (clip.id, todo, fps, reasons)))
     payloads = {u.key: u.payload for u in units}
-    bar = tqdm(total=len(units), desc="score", unit="clip", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=len(units), desc="score", unit="clip", enabled=progress)
     # Spawning workers costs seconds (imports, metric backbones): when the executor would score these units here
     # anyway (too few for its workers: see WorkerSpec.min_units), this process scores them with the metrics it
     # already built (same records either way).
@@ -184,8 +184,7 @@ def feature_units(units: list[Unit], by_id: dict[str, Clip], metrics: list[Bound
 def extract_features(executor, worker: WorkerSpec, units: list[Unit], progress: bool, cache: FeatureCache) -> None:
     """Fill the shared feature cache through the executor (failures are left to the scoring units, which
     recompute and record them per clip and metric); the workers' cache hits and misses are added to `cache`'s."""
-    bar = tqdm(total=len(units), desc="features", unit="file", disable=not progress or not units, leave=False,
-               dynamic_ncols=True)
+    bar = progress_bar(total=len(units), desc="features", unit="file", enabled=progress and bool(units))
     for o in executor.map(worker, units):
         if o.ok:
             _count_cache(o.value, cache)

@@ -38,8 +38,7 @@ class BoundMetric:
         return self.info.kind == "set"
 
     def identity(self) -> dict:
-        return {**self.info.identity(RESAMPLER, self.inputs or None), "key": self.key,
-                "description": self.info.description}
+        return self.info.stored_identity(RESAMPLER, self.inputs or None)
 
 
 def build(entry: Entry) -> BoundMetric:

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from vm_eval.progress import progress_bar
 
 from metrics.base import input_kind
 
@@ -85,13 +85,12 @@ def score_sets(run: Run, gen: dict[str, dict], selected: list[Clip], metrics: li
 
                 def ref_stats():
                     feats = [provider.features(c, "reference", ref_ext, reference.manifest)
-                             for c in tqdm(reference.clips, desc=f"{m.name} reference", disable=not progress,
-                                           leave=False)]
+                             for c in progress_bar(reference.clips, desc=f"{m.name} reference", enabled=progress)]
                     return m.metric.reference_statistics(feats)
 
                 stats = provider.cache.get_or_compute(stats_id, ref_desc["content_sha256"], ref_stats)
             gen_feats = {c.id: {k: provider.features(c, k, m.inputs[k]) for k in gen_keys}
-                         for c in tqdm(done, desc=f"{m.name} generated", disable=not progress, leave=False)}
+                         for c in progress_bar(done, desc=f"{m.name} generated", enabled=progress)}
             score = m.metric.score_set(gen_feats, stats, seed)
             rec.update(status=Status.DONE, **asdict(score))
         except Exception as e:

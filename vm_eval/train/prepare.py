@@ -77,15 +77,13 @@ def training_examples(manifest: Manifest, clips: list[Clip], components, config,
     """One :class:`vidmusician.data.TrainExample` per clip with reference music; ``(examples, skipped)`` where
     ``skipped`` maps clip id -> reason (no reference music, unreadable media)."""
     import torch
-    from tqdm import tqdm
-
     from vidmusician.data import TrainExample
+    from vm_eval.progress import progress_bar
 
     sem, rh = config.semantic, config.rhythm
     enc_sha = components.identities["encodec"]["sha256"]
     examples, skipped = [], {}
-    for clip in tqdm(clips, desc="prepare (EnCodec tokens, CLIP features)", unit="clip", disable=not progress,
-                     leave=False, dynamic_ncols=True):
+    for clip in progress_bar(clips, desc="prepare (EnCodec tokens, CLIP features)", unit="clip", enabled=progress):
         if clip.reference is None:
             skipped[clip.id] = "no reference music"
             continue
