@@ -36,25 +36,13 @@ import typing as tp  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from vidmusician.backbone import build_lm_from_cfg, lm_xp_cfg  # noqa: E402
+from vidmusician.backbone import random_lm  # noqa: E402
 from vidmusician.config import SCALES, BackboneScale, GenerationConfig  # noqa: E402
 from vidmusician.generate import generate_codes  # noqa: E402
 
 GEN = GenerationConfig(top_k=250, top_p=0.0, temperature=1.0, cfg_coef=3.0)
 
 
-def random_lm(scale: tp.Union[str, BackboneScale], seed: int = 0) -> nn.Module:
-    cfg = lm_xp_cfg(scale)
-    cfg["transformer_lm"].update(weight_init=None, depthwise_init=None, zero_bias_init=False)
-    lm = build_lm_from_cfg(cfg, device="meta").to_empty(device="cpu")
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lm.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.normal_(0.0, 0.05, generator=g)
-    return lm.eval().requires_grad_(False)
 
 
 class FixedCondition(nn.Module):

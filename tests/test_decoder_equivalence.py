@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidmusician.backbone import build_lm_from_cfg, cross_condition, lm_xp_cfg
+from vidmusician.backbone import cross_condition, random_lm
 from vidmusician.config import VidMusicianConfig
 from vidmusician.decoder import MusicGenDecoder, decoder_for
 from vidmusician.generate import ConditionCache, _rhythm_outputs, conditioning_of, generate_codes, make_generators
@@ -37,20 +37,6 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def random_lm(scale: str, seed: int) -> nn.Module:
-    """A random MusicGen LM built fast: on the meta device, then filled from one generator (audiocraft's own
-    init takes ~70 s at small scale here). Normal(0, 0.05) weights, LayerNorm gains 1 + noise."""
-    cfg = lm_xp_cfg(scale)
-    cfg["transformer_lm"].update(weight_init=None, depthwise_init=None, zero_bias_init=False)
-    lm = build_lm_from_cfg(cfg, device="meta").to_empty(device="cpu")
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lm.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.normal_(0.0, 0.05, generator=g)
-    return lm.eval().requires_grad_(False)
 
 
 class CharTokenizer:

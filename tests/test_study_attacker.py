@@ -28,7 +28,7 @@ import av
 import pytest
 from browser import wait_until
 from fastapi.testclient import TestClient
-from test_study_server import QIDS, RaterClient, build_study, media_bytes  # noqa: F401
+from test_study_server import QIDS, Clock, RaterClient, build_study, media_bytes  # noqa: F401
 
 from studies.create import CreateRequest, create_study
 from studies.layout import STIMULI_DIR
@@ -39,19 +39,6 @@ from vm_eval.runner import RunConfig, execute
 
 GT, OTHER = "ground-truth", "beat-sync"
 ALPHA = 0.02  # two-sided binomial probability at or under which a rule counts as telling the systems apart
-
-
-class Clock:
-    """A fake server clock the tests advance by hand (seconds since the epoch)."""
-
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from test_study_server import Clock, media_bytes  # noqa: F401  (media_bytes: a fixture)
 
 import studies.layout as layout
 from studies import screening
@@ -21,21 +22,12 @@ from studies.design import Design, design_for_config, design_report, make_design
 from studies.server import create_app
 from studies.server.crowd import screening_seed
 from vm_eval.fsutil import atomic_write_json, file_sha256, json_sha256
-from vm_eval.media import Audio, write_video
 
 SYSTEMS = ["sys-alpha", "sys-beta", "sys-gamma"]
 CLIPS = ["clip-000", "clip-001"]
 MIN_LISTEN = 2.0
 PID, STUDY, SESSION = "5f9a1c2b3d4e5f60718293a4", "60aa11bb22cc33dd44ee55ff", "0123456789abcdef01234567"
 CODE = "C7Q2XK9P"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -116,15 +108,6 @@ def test_practice_trial_in_the_design():
 
 
 # -- a tiny served study ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def media_bytes(tmp_path_factory) -> bytes:
-    p = tmp_path_factory.mktemp("crowd-media") / "v.mp4"
-    sr = 16000
-    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(sr // 2) / sr, dtype=np.float32)[None]
-    write_video(p, [np.full((16, 16, 3), i * 40, np.uint8) for i in range(5)], 10, Audio(tone, sr))
-    return p.read_bytes()
-
-
 def build_study(d: Path, media: bytes, **extra) -> Path:
     """A complete STUDY_DIR written the way `study create` writes it (see tests/test_study_server.py), with
     the crowd options `extra` in its config."""
