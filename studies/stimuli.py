@@ -31,6 +31,7 @@ import numpy as np
 
 from vm_eval.fsutil import atomic_target, atomic_write_json, file_sha256
 from vm_eval.media import Audio, MediaError, probe_video, resample
+from vm_eval.media.video import encode_audio
 from vm_eval.errors import UserError
 
 OVERSAMPLE = 4
@@ -286,15 +287,5 @@ def mux_stimulus(video: str | Path, audio: Audio, dst: str | Path) -> Path:
                     continue
                 pkt.stream = vout
                 out.mux(pkt)
-            samples = np.ascontiguousarray(audio.samples, dtype=np.float32)
-            step = FORMAT.frame_samples
-            for i in range(0, samples.shape[1], step):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + step]), format="fltp",
-                                                   layout="stereo")
-                frame.sample_rate = FORMAT.sample_rate
-                frame.pts = i
-                for pkt in ast.encode(frame):
-                    out.mux(pkt)
-            for pkt in ast.encode(None):
-                out.mux(pkt)
+            encode_audio(out, ast, audio, chunk=FORMAT.frame_samples)
     return Path(dst)

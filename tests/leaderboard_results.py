@@ -91,15 +91,17 @@ def _ablation(results: Path, runs: dict) -> None:
     (folder / "report.json").write_text(json.dumps(report, default=str))
 
 
-def _study(results: Path, runs: dict) -> None:
-    """A study summary from the real analysis of synthetic votes (test-noise > ground-truth > random-retrieval)."""
+def register_synthetic_study(results: Path, study_dir: Path, strength: dict[str, float],
+                             run_names: dict[str, str]) -> None:
+    """A study summary from the real analysis of seeded synthetic votes, 8 raters x 12 trials, P(a beats b) from
+    Bradley-Terry log-strengths `strength`, registered in `results` as the study at `study_dir` whose systems are
+    the runs `run_names` (system -> run folder name)."""
     from studies.analysis import AnalysisConfig, report
     from studies.results import register
 
     rng = np.random.default_rng(0)
-    strength = {"test-noise": 1.0, "ground-truth": 0.0, "random-retrieval": -1.0}
-    votes = []
     systems = list(strength)
+    votes = []
     for r in range(8):
         for t in range(12):
             a, b = rng.choice(systems, 2, replace=False)
@@ -108,9 +110,15 @@ def _study(results: Path, runs: dict) -> None:
                           "question": "overall", "answer": "A" if rng.random() < p else "B", "system_a": a,
                           "system_b": b, "is_catch": False, "catch_expected": None})
     rep = report(votes, AnalysisConfig(resamples=100, splits=20, exclusion={"enabled": False}))
-    summary = {**rep.summary, "study": {"dir": str(results / "pilot-study"), "manifest_sha256": "0" * 64,
-                                        "systems": {m: runs[m].dir.name for m in MODELS}}}
-    register(results, results.parent / "pilot-study", summary)
+    summary = {**rep.summary, "study": {"dir": str(study_dir), "manifest_sha256": "0" * 64, "systems": run_names}}
+    register(results, study_dir, summary)
+
+
+def _study(results: Path, runs: dict) -> None:
+    """The study of the shared results: test-noise > ground-truth > random-retrieval."""
+    register_synthetic_study(results, results.parent / "pilot-study",
+                             {"test-noise": 1.0, "ground-truth": 0.0, "random-retrieval": -1.0},
+                             {m: runs[m].dir.name for m in MODELS})
 
 
 def write_synthetic(results: Path, runs: int, clips: int, seed: int = 0, metrics: int = 8) -> None:

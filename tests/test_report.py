@@ -6,34 +6,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from browser import chrome
+from leaderboard_results import register_synthetic_study
 from test_results_table import write_demo_like
 from vm_eval.cli import main
 
 
 def _register_study(results: Path, runs: dict[str, Path]) -> None:
     """Synthetic votes (system-strong > ground-truth > system-weak) through the real analysis, registered."""
-    from studies.analysis import AnalysisConfig, report
-    from studies.results import register
-
-    rng = np.random.default_rng(0)
     strength = {"system-strong": 1.0, "ground-truth": 0.0, "system-weak": -1.0}
-    systems = list(strength)
-    votes = []
-    for r in range(8):
-        for t in range(12):
-            a, b = rng.choice(systems, 2, replace=False)
-            p = 1 / (1 + np.exp(strength[b] - strength[a]))
-            votes.append({"rater_id": f"r{r}", "trial_id": f"t{r}-{t}", "clip_id": f"demo-{t % 6:03d}",
-                          "question": "overall", "answer": "A" if rng.random() < p else "B", "system_a": a,
-                          "system_b": b, "is_catch": False, "catch_expected": None})
-    rep = report(votes, AnalysisConfig(resamples=100, splits=20, exclusion={"enabled": False}))
-    summary = {**rep.summary, "study": {"dir": str(results.parent / "pilot"), "manifest_sha256": "0" * 64,
-                                        "systems": {m: runs[m].name for m in systems}}}
-    register(results, results.parent / "pilot", summary)
+    register_synthetic_study(results, results.parent / "pilot", strength, {m: runs[m].name for m in strength})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -375,31 +375,31 @@ class Repository:
         with self.reads() as s:
             return {r.rater_id: r for r in s.scalars(select(RaterCrowd))}
 
-    def set_prolific(self, rater_id: str, pid: str, study_id: str, session_id: str, now: float) -> RaterCrowd:
-        """Record the Prolific ids of an entry (the latest session id wins: a returning participant)."""
+    def _update_crowd(self, rater_id: str, change: Callable[[RaterCrowd], None]) -> RaterCrowd:
+        """Apply `change` to the rater's crowd row under a row lock, creating the row on first use (a concurrent
+        first insert that wins is retried as an update of its row)."""
         try:
             with self.sessions.begin() as s:
                 r = s.get(RaterCrowd, rater_id, with_for_update=True)
                 if r is None:
                     r = RaterCrowd(rater_id=rater_id)
                     s.add(r)
-                r.prolific_pid, r.prolific_study_id, r.prolific_session_id = pid, study_id, session_id
-                r.entered_at = utc(now)
+                change(r)
                 return r
-        except IntegrityError:  # a concurrent first entry inserted the row: update that one
-            return self.set_prolific(rater_id, pid, study_id, session_id, now)
+        except IntegrityError:
+            return self._update_crowd(rater_id, change)
+
+    def set_prolific(self, rater_id: str, pid: str, study_id: str, session_id: str, now: float) -> RaterCrowd:
+        """Record the Prolific ids of an entry (the latest session id wins: a returning participant)."""
+        def change(r: RaterCrowd) -> None:
+            r.prolific_pid, r.prolific_study_id, r.prolific_session_id = pid, study_id, session_id
+            r.entered_at = utc(now)
+        return self._update_crowd(rater_id, change)
 
     def set_screening(self, rater_id: str, score: int, trials: int, passed: bool, now: float) -> RaterCrowd:
         """Store a screening result; the first one is kept (a retry cannot replace a failed screening)."""
-        try:
-            with self.sessions.begin() as s:
-                r = s.get(RaterCrowd, rater_id, with_for_update=True)
-                if r is None:
-                    r = RaterCrowd(rater_id=rater_id)
-                    s.add(r)
-                if r.screening_at is None:
-                    r.screening_score, r.screening_trials, r.screening_passed = score, trials, passed
-                    r.screening_at = utc(now)
-                return r
-        except IntegrityError:
-            return self.set_screening(rater_id, score, trials, passed, now)
+        def change(r: RaterCrowd) -> None:
+            if r.screening_at is None:
+                r.screening_score, r.screening_trials, r.screening_passed = score, trials, passed
+                r.screening_at = utc(now)
+        return self._update_crowd(rater_id, change)

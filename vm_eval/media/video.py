@@ -211,7 +211,7 @@ def write_video(
             for pkt in vs.encode(None):
                 c.mux(pkt)
             if audio is not None:
-                _encode_audio(c, ast, audio.fit_length(n_frames / float(rate)))
+                encode_audio(c, ast, audio.fit_length(n_frames / float(rate)))
     return Path(path)
 
 
@@ -222,12 +222,13 @@ def _add_audio_stream(container, audio: Audio):
     return st
 
 
-def _encode_audio(container, st, audio: Audio) -> None:
+def encode_audio(container, st, audio: Audio, chunk: int = 1024) -> None:
+    """Encode `audio` into stream `st` of `container` in frames of `chunk` samples (pts in samples), then flush.
+    Codecs with a fixed frame size (Opus: 960 at 48 kHz) need `chunk` equal to it."""
     import av
 
     layout = st.layout.name
     samples = audio.samples[:2] if layout == "stereo" else audio.mono().samples
-    chunk = 1024
     for i in range(0, samples.shape[1], chunk):
         block = np.ascontiguousarray(samples[:, i : i + chunk], dtype=np.float32)
         frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
@@ -263,5 +264,5 @@ def mux_audio(video: str | Path, audio: Audio, dst: str | Path) -> Path:
                     continue
                 pkt.stream = vout
                 out.mux(pkt)
-            _encode_audio(out, ast, audio.fit_length(info.duration_s))
+            encode_audio(out, ast, audio.fit_length(info.duration_s))
     return Path(dst)
