@@ -300,3 +300,54 @@ def test_decode_audio_exact_length():
         assert torch.isfinite(wav).all()
     short = decode_audio(comp, codes[..., :20], round(0.5 * 32000))  # 0.4 s of codes: zero-padded
     assert short.shape[-1] == 16000 and torch.all(short[..., 12800:] == 0)
+
+
+# ------------------------------------------------------------------------------------------------ threads
+class _Sized(torch.nn.Module):
+    """A module of ``n`` parameters on the meta device (no memory): what decode_threads counts."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.empty(n, device="meta"))
+
+
+def test_decode_threads_rule(monkeypatch):
+    from vidmusician import decoder
+
+    monkeypatch.delenv("VIDMUSICIAN_DECODE_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert decoder.decode_threads(_Sized(decoder.SMALL_MODEL_PARAMS - 1)) == 1  # tiny presets: one thread
+        monkeypatch.setattr(decoder, "_cores", lambda: 8)
+        assert decoder.decode_threads(_Sized(decoder.SMALL_MODEL_PARAMS)) == 2  # capped by torch's setting
+        monkeypatch.setattr(decoder, "_cores", lambda: 1)
+        assert decoder.decode_threads(_Sized(decoder.SMALL_MODEL_PARAMS)) == 1  # capped by the affinity
+        monkeypatch.setenv("VIDMUSICIAN_DECODE_THREADS", "3")
+        assert decoder.decode_threads(_Sized(10)) == 3  # forced
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_decode_audio_runs_at_the_codec_thread_count(monkeypatch):
+    """EnCodec decoding follows the LM's size rule (the 57M-parameter codec is above the one-thread limit), and
+    torch's setting is restored afterwards."""
+    from vidmusician import decoder
+    from vidmusician.backbone import build_compression_model
+
+    monkeypatch.delenv("VIDMUSICIAN_DECODE_THREADS", raising=False)
+    monkeypatch.setattr(decoder, "_cores", lambda: 8)
+    comp = build_compression_model(seed=0)
+    seen = []
+    real = comp.decode
+    monkeypatch.setattr(comp, "decode", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    codes = torch.zeros(1, CFG.backbone.n_q, 10, dtype=torch.long)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        decode_audio(comp, codes, 6400)
+        monkeypatch.setattr(decoder, "SMALL_MODEL_PARAMS", 10 ** 9)  # as if the codec were small
+        decode_audio(comp, codes, 6400)
+        assert seen == [2, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -388,8 +388,11 @@ def generate_long(model, cls_feats_per_clip: tp.Sequence[torch.Tensor],
 # ----------------------------------------------------------------------------------------------------- audio
 def decode_audio(compression_model, codes: torch.Tensor, n_samples: int) -> torch.Tensor:
     """EnCodec decode codes [B, K, T] -> waveform FloatTensor [B, C, n_samples] (trimmed or zero-padded at the
-    end; ``n_samples = round(duration_s * sample_rate)``, 32 kHz for MusicGen)."""
-    with torch.inference_mode():
+    end; ``n_samples = round(duration_s * sample_rate)``, 32 kHz for MusicGen). On CPU it runs at
+    :func:`~vidmusician.decoder.decode_threads` threads for the codec's size (one for the tiny codecs)."""
+    on_cpu = codes.device.type == "cpu"
+    threads = decode_threads(compression_model) if on_cpu else torch.get_num_threads()
+    with torch.inference_mode(), cpu_threads(threads):
         wav = compression_model.decode(codes, None).float()
     wav = wav.clone()  # outside inference mode: an ordinary tensor
     if wav.shape[-1] >= n_samples:
