@@ -20,9 +20,10 @@ steps can be replayed from a captured CUDA graph over static buffers (attention 
 position mask). Graphs are used only when a start-up self-check (a few steps against the eager path) passes;
 ``VIDMUSICIAN_CUDA_GRAPHS=0`` turns them off.
 
-Thread choice on CPU (:func:`decode_threads`): one thread for small models (the tiny presets: Python overhead
-dominates and a second OpenMP thread only spins), else the cores this process may use that other processes do not
-keep busy, never more than torch's current setting (a worker pinned to one thread stays at one).
+Thread choice on CPU (:func:`decode_threads`, also used for EnCodec decoding and training): one thread for small
+models (the tiny presets: Python overhead dominates and a second OpenMP thread only spins), else the cores in this
+process's affinity, never more than torch's current setting (a worker pinned to one thread stays at one). It does
+not follow the machine's load, so a run's tokens do not depend on what else is running.
 
 Depends on torch and (for the module classes it reads) audiocraft; no vm_eval imports.
 """
