@@ -46,6 +46,24 @@ def _call(payload):
     return _WORKER(payload)
 
 
+def _end_workers(workers: Sequence[mp.Process], grace_s: float = 5.0) -> None:
+    """End the workers of a broken pool that are still alive (SIGTERM, then SIGKILL after `grace_s` seconds).
+
+    CPython 3.11's pool marks itself broken and terminates its workers from its manager thread without the lock
+    that `submit` holds. A submit that passed the broken check a moment earlier still starts a worker, which the
+    manager never terminates, never sends a stop to, and then joins forever; the interpreter hangs at exit
+    waiting for that join (seen here: 3 runs in 10 of the worker-death test). Only this process submits, and
+    `close` runs after its last submit, so the list it takes holds every worker the pool started."""
+    for p in workers:
+        if p.is_alive():
+            p.terminate()
+    for p in workers:
+        p.join(grace_s)
+        if p.is_alive():
+            p.kill()
+            p.join(grace_s)
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
@@ -71,12 +89,18 @@ class LocalExecutor(Executor):
         return self._pool
 
     def close(self, wait: bool = True) -> None:
-        """Shut the pool down. Waiting for its workers matters: a pool shut down without waiting could leave a
-        worker blocked on its call queue and the interpreter hanging at exit (seen in CI). A broken pool's
-        workers are already gone, so there is nothing to wait for."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-        self._pool = None
+        """Shut the pool down. A healthy pool is waited for: shut down without waiting, it could leave a worker
+        blocked on its call queue and the interpreter hanging at exit (seen in CI). A broken pool is not waited
+        for, and its workers that are still alive are ended here (`_end_workers`)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        broken = not wait or bool(getattr(pool, "_broken", False))
+        # Taken before shutdown, which drops the table.
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=not broken, cancel_futures=True)
+        if broken:
+            _end_workers(workers)
 
     def in_process(self, spec: WorkerSpec, n_units: int) -> bool:
         """In process for one worker, a `single` spec, or too few units to give two workers `min_units` each."""
