@@ -25,8 +25,11 @@ def vm(env, *args, timeout=600):
 def test_demo_with_limit_then_results_json(cli_env, shared_cache):
     cli_env.pop("VM_EVAL_PLUGINS")  # the demo runs every weightless model: only the suite's own here
     cli_env["VM_EVAL_CACHE"] = str(shared_cache)  # the demo's training inputs, shared with the other training tests
-    r = vm(cli_env, "demo", "--limit", "2", "--quiet")
+    r = vm(cli_env, "demo", "--limit", "2")
     assert r.returncode == 0, r.stderr
+    # Off a terminal progress is plain lines, ours only: no carriage-return bars (transformers' own included).
+    assert "\r" not in r.stderr and "Writing model shards" not in r.stderr, r.stderr[-2000:]
+    assert "stage 1: " in r.stderr and "generate vidmusician-tiny-random: " in r.stderr
     assert "ground-truth" in r.stdout and "random-retrieval" in r.stdout and "loudness-lufs" in r.stdout
     assert "vidmusician-tiny-random [untrained]" in r.stdout  # the demo's random-backbone model is flagged
     table = r.stdout[r.stdout.index("demo/test: 7 run(s)"):].splitlines()  # the summary closes the demo

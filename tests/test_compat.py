@@ -102,3 +102,21 @@ def test_laion_clap_imports_without_hub_calls_and_restores_online_mode():
     assert r.returncode == 0, r.stderr[-2000:]
     assert "offline False" in r.stdout  # the user's hub mode is back once laion_clap is imported
     assert "huggingface.co" not in r.stderr  # no request was attempted
+
+
+def test_transformers_bars_off_hub_bars_left_alone(tmp_path):
+    """Saving a model draws transformers' own tqdm bar ("Writing model shards") into our logs; after vm_eval's
+    import it is gone, while the hub's download bars stay as the user set them."""
+    code = (
+        "import json, sys\n"
+        "import vm_eval\n"
+        "from transformers import T5Config, T5EncoderModel\n"
+        "from huggingface_hub.utils import are_progress_bars_disabled\n"
+        "cfg = T5Config(vocab_size=32, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)\n"
+        f"T5EncoderModel(cfg).save_pretrained({str(tmp_path / 't5')!r})\n"
+        "print(json.dumps({'hub_bars_disabled': are_progress_bars_disabled()}))\n"
+    )
+    proc = run_py(code)
+    assert (tmp_path / "t5" / "model.safetensors").is_file()
+    assert "Writing model shards" not in proc.stderr, proc.stderr[-2000:]
+    assert last_json(proc) == {"hub_bars_disabled": False}

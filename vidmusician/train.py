@@ -209,7 +209,8 @@ def _holds_weights(path: Path, model: nn.Module) -> bool:
 
 def train(model: nn.Module, examples: tp.Sequence[TrainExample], out_dir: tp.Union[str, os.PathLike],
           identities: tp.Optional[tp.Mapping[str, tp.Any]] = None, stage: tp.Optional[str] = None,
-          steps: tp.Optional[int] = None, device: tp.Union[str, torch.device, None] = None, progress: bool = True,
+          steps: tp.Optional[int] = None, device: tp.Union[str, torch.device, None] = None,
+          progress: tp.Union[bool, tp.Callable[..., tp.Any]] = True,
           save_every: int = 50, log: tp.Optional[tp.Callable[[dict], None]] = None,
           extra: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> TrainResult:
     """Train ``model`` (a :class:`~vidmusician.model.VidMusician`) in place; see the module docstring.
@@ -222,7 +223,9 @@ def train(model: nn.Module, examples: tp.Sequence[TrainExample], out_dir: tp.Uni
         stage: ``"1"``, ``"2"``, ``"joint"`` or ``"both"`` (default ``config.train.stage``).
         steps: optimizer steps per stage (default ``config.train.steps``).
         device: where to train (the model is moved there); default the model's current device.
-        progress: tqdm bar per stage showing the loss.
+        progress: a bar per stage showing the loss: True for tqdm, False for none, or a factory called as
+            ``progress(total=..., initial=..., desc=...)`` that returns an object with tqdm's ``update``,
+            ``set_postfix`` and ``close`` (vm_eval passes one that prints plain lines off a terminal).
         save_every: write ``state-<stage>.pt`` every this many steps (and always at the stage end).
         log: called after every step with ``{"stage", "step" (1-based), "steps", "loss", "lr"}``; an exception
             it raises (e.g. KeyboardInterrupt) stops training, leaving the last saved state for a resume.
@@ -341,7 +344,10 @@ def train(model: nn.Module, examples: tp.Sequence[TrainExample], out_dir: tp.Uni
                 }, state_path)
 
             model.train()
-            bar = tqdm(total=steps, initial=step, desc=f"stage {st}", disable=not progress, dynamic_ncols=True)
+            if callable(progress):
+                bar = progress(total=steps, initial=step, desc=f"stage {st}")
+            else:
+                bar = tqdm(total=steps, initial=step, desc=f"stage {st}", disable=not progress, dynamic_ncols=True)
             try:
                 while step < steps:
                     t0 = time.time()
@@ -375,8 +381,8 @@ def train(model: nn.Module, examples: tp.Sequence[TrainExample], out_dir: tp.Uni
                     stage_elapsed += time.time() - t0
                     if step % save_every == 0 or step == steps:
                         save_state()
+                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)  # before update: a line shows this step's
                     bar.update(1)
-                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                     if log is not None:
                         log({"stage": st, "step": step, "steps": steps, "loss": value, "lr": lr_now})
             finally:

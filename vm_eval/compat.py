@@ -19,6 +19,10 @@ imported, so a command that never touches the package pays nothing (``vm-eval --
 - pytorchvideo 0.1.5 (its last release; ImageBind's data module imports it) imports
   ``torchvision.transforms.functional_tensor``, which torchvision 0.17 renamed ``_functional_tensor``. We register
   the old name for the new module before pytorchvideo imports; with a torchvision that still has it, nothing.
+- transformers draws its own tqdm bars when it saves or loads a model ("Writing model shards" for a one-file
+  random T5), carriage-return redraws that clutter a log and duplicate our own progress lines. Once
+  ``transformers.utils.logging`` has loaded we switch off those bars only; the hub's download bars are left as
+  the user has them (transformers' ``disable_progress_bar()`` would switch those off too).
 - Known third-party warnings that tell a user of this suite nothing they can act on are silenced here, and only
   here (`quiet_known_warnings`, run by `install()`, stdlib only): xFormers' "can't load C++/CUDA extensions"
   (a CPU machine; audiocraft falls back to torch attention), timm's "Importing from timm.models.layers is
@@ -117,9 +121,16 @@ def hub_offline():
         constants.HF_HUB_OFFLINE = before
 
 
+def quiet_transformers_bars(module) -> None:
+    """transformers' own tqdm bars off (its switch is a module global), the hub's left as they are."""
+    if hasattr(module, "_tqdm_active"):
+        module._tqdm_active = False
+
+
 _SHIMS = {"torchvision": shim_torchvision, "madmom": shim_madmom, "pytorchvideo": shim_pytorchvideo,
           "imagebind": quiet_pkg_resources}
 _AROUND = {"laion_clap": hub_offline}  # packages whose own import must run inside a context
+_AFTER = {"transformers.utils.logging": quiet_transformers_bars}  # run on the module once it has loaded
 
 
 class _ShimFinder(importlib.abc.MetaPathFinder):
@@ -130,16 +141,18 @@ class _ShimFinder(importlib.abc.MetaPathFinder):
         if shim is not None and fullname not in _APPLIED:
             _APPLIED.add(fullname)
             shim()
-        around = _AROUND.get(fullname)
-        if around is not None and fullname not in _APPLIED:
+        around, after = _AROUND.get(fullname), _AFTER.get(fullname)
+        if (around is not None or after is not None) and fullname not in _APPLIED:
             _APPLIED.add(fullname)
             spec = importlib.machinery.PathFinder.find_spec(fullname, path)
             if spec is not None and spec.loader is not None:
                 run = spec.loader.exec_module
 
-                def exec_module(module, _run=run, _around=around):
+                def exec_module(module, _run=run, _around=around or contextlib.nullcontext, _after=after):
                     with _around():
                         _run(module)
+                    if _after is not None:
+                        _after(module)
 
                 spec.loader.exec_module = exec_module  # this loader object serves this one module only
                 return spec
@@ -191,3 +204,7 @@ def install() -> None:
         if name in sys.modules and name not in _APPLIED:
             _APPLIED.add(name)
             shim()
+    for name, after in _AFTER.items():
+        if name in sys.modules and name not in _APPLIED:
+            _APPLIED.add(name)
+            after(sys.modules[name])

@@ -15,6 +15,7 @@ from pathlib import Path
 from vm_eval import paths
 from vm_eval.fsutil import json_sha256
 from vm_eval.errors import BadArgument
+from vm_eval.progress import progress_bar
 
 WEIGHTS_SEED = 0  # seed of random frozen parts (tiny preset); recorded in the checkpoint
 
@@ -86,5 +87,5 @@ def run_training(req: TrainRequest):
                  "clips": len(examples), "skipped": skipped, "prepare_s": round(prep_s, 3),
                  "weights_seed": WEIGHTS_SEED}
     result = train(model, examples, out, comps.identities, stage=req.stage, steps=req.steps, device=req.device,
-                   progress=req.progress, extra=data_info)
+                   progress=progress_bar if req.progress else False, extra=data_info)
     return result, out

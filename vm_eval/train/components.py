@@ -231,9 +231,6 @@ def resolve_components(config, random_root: str | Path | None = None, seed: int 
                        device: str | None = None) -> Components:
     """Load (or, for random components with ``create``, first write) every frozen part of ``config``."""
     root = Path(random_root) if random_root is not None else None
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # one-shard T5 files: its bars would only clutter our own progress output
     sources = _sources(config, root, seed)
     backbone = _backbone(config, sources["backbone"], create)
     t5 = _t5(config, sources.get("t5"), create)
