@@ -164,7 +164,25 @@ def test_failures_are_recorded_and_retried(data_dir, results):
     assert out.status == "complete" and out.counts["failed"] == 1 and out.failed == 1
     rec = out.run.generation.latest("clip_id")[(bad,)]
     assert rec["status"] == "failed" and "upstream crashed" in rec["reason"]
+    assert "traceback" not in rec  # an exception the model returned, never raised: it has no frames to show
     assert out.aggregates["duration-error"]["missing"] == 1
+
+
+def test_a_raised_failure_keeps_its_traceback_and_the_cli_shows_one(data_dir, results, capsys):
+    from vm_eval.commands import _print_failures
+
+    bad = load_manifest(data_dir / "demo").split("test")[0].id
+    out = execute(cfg(data_dir, results, model="test-noise", model_args={"raise_on": bad}, limit=2, batch_size=1))
+    recs = out.run.generation.latest("clip_id")
+    assert recs[(bad,)]["reason"] == f"ZeroDivisionError: step 3 of {bad} divided by zero"
+    tb = recs[(bad,)]["traceback"]
+    assert "_decode_step_that_breaks" in tb and "testsystems.py" in tb  # where it was raised
+    assert tb.splitlines()[-1] == recs[(bad,)]["reason"]
+    assert [r["status"] for r in recs.values()].count("done") == 1  # batches of one: the other clip is unharmed
+    _print_failures(out.run)
+    err = capsys.readouterr().err
+    assert f"FAILED {bad}: ZeroDivisionError" in err and f"traceback of {bad}" in err
+    assert "    " + tb.rstrip().splitlines()[-1] in err  # indented under the list
 
 
 @pytest.mark.parametrize("bad, words", [("nan", "NaN"), ("empty", "zero samples"), ("type", "expected Audio")])

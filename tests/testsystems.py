@@ -23,9 +23,12 @@ class TorchNoise:
     """Noise + a tone from a torch generator seeded by the clip's own seed (like real samplers)."""
 
     def __init__(self, seconds: float | None = None, sleep: float = 0.0, fail_on: str = "", interrupt_after: int = -1,
-                 bad: str = ""):
+                 bad: str = "", raise_on: str = ""):
+        """`fail_on`: clip ids (joined by +) given an exception as their output; `raise_on`: clip ids whose batch
+        raises (from `_decode_step_that_breaks`, a frame a traceback must show)."""
         self.info = ModelInfo(name="test-noise", family="test", sample_rate=SR, trained=False)
         self.seconds, self.sleep, self.fail_on = seconds, sleep, set(filter(None, fail_on.split("+")))
+        self.raise_on = set(filter(None, raise_on.split("+")))
         self.interrupt_after, self.bad, self.calls = interrupt_after, bad, 0
 
     def checkpoints(self):
@@ -47,6 +50,8 @@ class TorchNoise:
             if clip.id in self.fail_on:
                 out.append(RuntimeError(f"upstream crashed on {clip.id}"))
                 continue
+            if clip.id in self.raise_on:
+                _decode_step_that_breaks(clip.id)
             n = int(round((self.seconds or clip.duration_s) * SR))
             g = torch.Generator().manual_seed(clip.seed)
             x = 0.1 * torch.randn(1, n, generator=g) + 0.3 * torch.sin(torch.arange(n) * 2 * np.pi * 440 / SR)
@@ -63,6 +68,10 @@ class TorchNoise:
                 continue
             out.append((x, SR))
         return out
+
+
+def _decode_step_that_breaks(clip_id: str) -> None:
+    raise ZeroDivisionError(f"step 3 of {clip_id} divided by zero")
 
 
 def _log(var: str) -> None:

@@ -32,6 +32,11 @@ def _print_failures(run, limit: int = 10) -> None:
         print(f"  FAILED {where}: {r.get('reason')}", file=sys.stderr)
     if len(gen) + len(sco) > limit:
         print(f"  ... {len(gen) + len(sco) - limit} more in {run.dir / 'journal'}", file=sys.stderr)
+    first = next((r for r in gen + sco if r.get("traceback")), None)
+    if first is not None:  # a failure is rarely understood from its last line; one traceback, not ten
+        where = first["clip_id"] + (f" [{first['metric']}]" if "metric" in first else "")
+        print(f"  traceback of {where} (every failure's is in its journal record):", file=sys.stderr)
+        print("    " + first["traceback"].rstrip().replace("\n", "\n    "), file=sys.stderr)
 
 
 def cmd_run(args) -> int:

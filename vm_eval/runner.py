@@ -22,7 +22,7 @@ from vm_eval.models.api import ClipInput, NotApplicable, as_audio
 from vm_eval.registries import MODELS
 from vm_eval.store import provenance
 from vm_eval.executors import Executor, Resources, Unit, WorkerSpec, get_executor
-from vm_eval.scoring.clip_stage import MIN_UNITS_PER_WORKER, scoring_worker
+from vm_eval.scoring.clip_stage import MIN_UNITS_PER_WORKER, scoring_worker, traceback_tail
 from vm_eval.scoring.inputs import FeatureProvider, donor_ids
 from vm_eval.scoring.set_stage import ReferenceSet
 from vm_eval.store.feature_cache import FeatureCache
@@ -104,7 +104,8 @@ def _record_output(run: Run, clip: ClipInput, out, seconds: float) -> dict:
     if isinstance(out, NotApplicable):
         return {**rec, "status": Status.SKIPPED, "reason": str(out)}
     if isinstance(out, RemoteFailure):
-        return {**rec, "status": Status.FAILED, "reason": str(out)}
+        tb = {"traceback": out.traceback} if out.traceback else {}
+        return {**rec, "status": Status.FAILED, "reason": str(out), **tb}
     try:
         audio = as_audio(out)
         if audio.num_samples == 0:
@@ -155,7 +156,15 @@ def generate_stage(run: Run, label: str, selected: list[ClipInput], batch_size: 
 
 
 class RemoteFailure(Exception):
-    """A failure reported by a worker, already formatted as the record's reason."""
+    """A failure reported by a worker, already formatted as the record's reason; `traceback` is the end of the
+    model's own traceback, as a failed metric's record keeps (None when the worker itself died)."""
+
+    def __init__(self, reason: str, traceback: str | None = None):
+        super().__init__(reason)
+        self.traceback = traceback
+
+    def __reduce__(self):  # crosses from a worker process to the driver with its traceback
+        return (RemoteFailure, (str(self), self.traceback))
 
 
 def _generate_batch(model, batch: list[ClipInput]) -> list[tuple[object, float]]:
@@ -169,12 +178,16 @@ def _generate_batch(model, batch: list[ClipInput]) -> list[tuple[object, float]]
     except Exception as e:  # the whole batch failed; KeyboardInterrupt propagates
         outs = [e] * len(batch)
     per_clip = (time.perf_counter() - t0) / len(batch)
-    out = []
+    out, failures = [], {}
     for o in outs:
         if isinstance(o, NotApplicable):
             o = NotApplicable(str(o))  # plain, whatever subclass or state it carried
         elif isinstance(o, BaseException):
-            o = RemoteFailure(f"{type(o).__name__}: {o}")
+            if id(o) not in failures:  # a batch's one exception is formatted once
+                # Only a raised exception has frames; one a model returned for a clip says all in its message.
+                tb = traceback_tail(o) if o.__traceback__ else None
+                failures[id(o)] = RemoteFailure(f"{type(o).__name__}: {o}", tb)
+            o = failures[id(o)]
         out.append((o, per_clip))
     return out
 

@@ -71,9 +71,10 @@ def _compute(m: BoundMetric, clip: Clip, provider: FeatureProvider, ctx: ClipCon
 TRACEBACK_LINES = 20  # a failed record keeps the end of its traceback: where it was raised, at a bounded size
 
 
-def traceback_tail(lines: int = TRACEBACK_LINES) -> str:
-    """The last `lines` lines of the traceback of the exception being handled."""
-    return "\n".join(traceback.format_exc().rstrip("\n").splitlines()[-lines:])
+def traceback_tail(error: BaseException | None = None, lines: int = TRACEBACK_LINES) -> str:
+    """The last `lines` lines of the traceback of `error` (default: the exception being handled)."""
+    text = traceback.format_exc() if error is None else "".join(traceback.format_exception(error))
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
 def score_clip(clip: Clip, metrics: list[BoundMetric], provider: FeatureProvider, seed: int,
