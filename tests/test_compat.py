@@ -108,7 +108,7 @@ def test_transformers_bars_off_hub_bars_left_alone(tmp_path):
     """Saving a model draws transformers' own tqdm bar ("Writing model shards") into our logs; after vm_eval's
     import it is gone, while the hub's download bars stay as the user set them."""
     code = (
-        "import json, sys\n"
+        "import json\n"
         "import vm_eval\n"
         "from transformers import T5Config, T5EncoderModel\n"
         "from huggingface_hub.utils import are_progress_bars_disabled\n"

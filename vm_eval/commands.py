@@ -27,15 +27,17 @@ def _print_outcome(outcome, not_run_note: bool = True) -> None:
 def _print_failures(run, limit: int = 10) -> None:
     gen = [r for r in run.generation.latest("clip_id").values() if r["status"] == "failed"]
     sco = [r for r in run.scores.latest("clip_id", "metric_key").values() if r["status"] == "failed"]
+
+    def where(r: dict) -> str:
+        return r["clip_id"] + (f" [{r['metric']}]" if "metric" in r else "")
+
     for r in (gen + sco)[:limit]:
-        where = r["clip_id"] + (f" [{r['metric']}]" if "metric" in r else "")
-        print(f"  FAILED {where}: {r.get('reason')}", file=sys.stderr)
+        print(f"  FAILED {where(r)}: {r.get('reason')}", file=sys.stderr)
     if len(gen) + len(sco) > limit:
         print(f"  ... {len(gen) + len(sco) - limit} more in {run.dir / 'journal'}", file=sys.stderr)
     first = next((r for r in gen + sco if r.get("traceback")), None)
     if first is not None:  # a failure is rarely understood from its last line; one traceback, not ten
-        where = first["clip_id"] + (f" [{first['metric']}]" if "metric" in first else "")
-        print(f"  traceback of {where} (every failure's is in its journal record):", file=sys.stderr)
+        print(f"  traceback of {where(first)} (every failure's is in its journal record):", file=sys.stderr)
         print("    " + first["traceback"].rstrip().replace("\n", "\n    "), file=sys.stderr)
 
 
